@@ -1,0 +1,56 @@
+/*
+ * Command-line options of the vportfs daemon.  Parsing never exits and
+ * never prints: it returns -EINVAL with one line in `err` naming the bad
+ * option, and main() prints it and exits 2 before anything is mounted.
+ */
+#ifndef VPORTFS_OPTIONS_H
+#define VPORTFS_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "vportfs/log.h"
+#include "vportfs/vser.h"
+
+#define VP_OPTS_MAX_PORTS_SPECS VSER_MAX_PORTS_LIMIT
+
+struct vp_port_spec {
+	char name[VSER_NAME_MAX + 1];
+	int nr; /* -1: lowest free */
+	bool console;
+};
+
+struct vp_opts {
+	const char *socket_path;
+	int listen_fd; /* -1 unless --fd */
+	const char *mountpoint;
+	unsigned max_ports;
+	struct vp_port_spec *ports;
+	unsigned nports;
+	enum vp_log_level log_level;
+	bool syslog;
+	bool allow_other;
+	bool default_permissions;
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+	bool help;
+	bool version;
+	bool print_capabilities;
+};
+
+/* 0, or -EINVAL with a message in err.  Fills defaults first.  On success
+ * with opts->help/version/print_capabilities set, other fields may be
+ * incomplete. */
+int vp_opts_parse(struct vp_opts *opts, int argc, char **argv, char *err,
+		  size_t errlen);
+void vp_opts_free(struct vp_opts *opts);
+void vp_opts_usage(FILE *out);
+
+/* Parse one --port SPEC (exposed for tests). */
+int vp_opts_parse_port(const char *spec, struct vp_port_spec *out, char *err,
+		       size_t errlen);
+
+#endif

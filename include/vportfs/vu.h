@@ -1,0 +1,83 @@
+/*
+ * vhost-user backend: speaks the protocol on a unix socket, owns the guest
+ * memory mappings, the virtqueues and their kick/call fds, and hands the
+ * device (src/device/virtio_serial.c) kicks and config accesses through
+ * struct vu_device_ops.
+ *
+ * It knows no device semantics and no event loop: fd watches go through the
+ * injected struct vp_loop.  One frontend at a time; when it goes away every
+ * queue stops, memory is unmapped, the device is told (disconnected) and the
+ * next connection is a fresh device.  Protocol errors from the frontend end
+ * that connection, never the daemon.
+ */
+#ifndef VPORTFS_VU_H
+#define VPORTFS_VU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vportfs/loop.h"
+#include "vportfs/vq.h"
+
+struct vu;
+
+struct vu_device_ops {
+	/* Fill buf with config bytes [off, off+len); the range was checked to
+	 * lie within VU_MAX_CONFIG_SIZE.  0 or -errno (failure reply). */
+	int (*get_config)(void *opaque, uint32_t off, uint8_t *buf,
+			  uint32_t len);
+	int (*set_config)(void *opaque, uint32_t off, const uint8_t *buf,
+			  uint32_t len);
+	/* The driver accepted these virtio features (bit 30 removed). */
+	void (*set_features)(void *opaque, uint64_t features);
+	/* Queue `q` has new buffers, or was (re)started: look at it. */
+	void (*queue_kick)(void *opaque, unsigned q);
+	/* Queue `q` stopped (GET_VRING_BASE, disable, disconnect): drop every
+	 * element popped from it without pushing; its memory may be gone. */
+	void (*queue_stop)(void *opaque, unsigned q);
+	/* A frontend connected / went away (the VM started / died). */
+	void (*connected)(void *opaque);
+	void (*disconnected)(void *opaque);
+};
+
+struct vu_config {
+	uint64_t features;          /* virtio device features to offer */
+	uint64_t protocol_features; /* VU_PROTOCOL_F_* to offer */
+	unsigned nqueues;
+};
+
+/* NULL on allocation failure.  ops and opaque must outlive the vu. */
+struct vu *vu_new(struct vp_loop *loop, const struct vu_config *cfg,
+		  const struct vu_device_ops *ops, void *opaque);
+/* Disconnects any frontend (without calling ops->disconnected), stops
+ * listening, unlinks the socket it created.  NULL is accepted. */
+void vu_free(struct vu *vu);
+
+/* Listen on a new socket at path (mode 0600; a stale socket is replaced).
+ * 0 or -errno. */
+int vu_listen_path(struct vu *vu, const char *path);
+/* Listen on an inherited listening socket (socket activation). */
+int vu_listen_fd(struct vu *vu, int fd);
+/* Serve an already connected frontend socket (tests; takes ownership). */
+int vu_attach_fd(struct vu *vu, int fd);
+/* Drop the current frontend, as if it had gone away. */
+void vu_disconnect(struct vu *vu);
+
+bool vu_connected(const struct vu *vu);
+uint64_t vu_features(const struct vu *vu); /* negotiated */
+unsigned vu_nqueues(const struct vu *vu);
+
+/* The queue, or NULL if q is out of range.  A queue is usable (has rings,
+ * a kick fd or enable) only while vu_queue_started(). */
+struct vq *vu_queue(struct vu *vu, unsigned q);
+bool vu_queue_started(const struct vu *vu, unsigned q);
+const struct vq_mem *vu_mem(const struct vu *vu);
+
+/* The guest may need an interrupt for what was pushed on q: sent before
+ * the loop next sleeps, once per queue, if vq_should_notify() agrees. */
+void vu_queue_notify(struct vu *vu, unsigned q);
+
+/* Name of a request, for logs. */
+const char *vu_request_name(uint32_t request);
+
+#endif

@@ -1,0 +1,179 @@
+/*
+ * vportfs: serve a VM's virtio-serial device over vhost-user and mount its
+ * ports as files.  main() wires the modules together on one libev loop:
+ *
+ *   vhost-user socket -> vu -> vser (device, ports) -> pfs (FUSE mount)
+ */
+#include <errno.h>
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "vportfs/ev_loop.h"
+#include "vportfs/log.h"
+#include "vportfs/options.h"
+#include "vportfs/pfs.h"
+#include "vportfs/vser.h"
+#include "vportfs/vu.h"
+
+#define EXIT_USAGE 2
+
+/* Tell a service manager we are up (sd_notify protocol, no libsystemd). */
+static void notify_ready(void)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	static const char msg[] = "READY=1";
+	size_t len;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@'))
+		return;
+	len = strlen(path);
+	if (len >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, path, len);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0'; /* abstract namespace */
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+		vp_warn("NOTIFY_SOCKET: %s", strerror(errno));
+	close(fd);
+}
+
+static void stop_cb(struct ev_loop *ev, ev_signal *w, int revents)
+{
+	(void)revents;
+	vp_info("signal %d: shutting down", w->signum);
+	ev_break(ev, EVBREAK_ALL);
+}
+
+static void unmounted_cb(void *opaque)
+{
+	ev_break(opaque, EVBREAK_ALL);
+}
+
+static int add_ports(struct vser *dev, const struct vp_opts *o)
+{
+	/* Fixed numbers first, so "lowest free" cannot take them. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (unsigned i = 0; i < o->nports; i++) {
+			const struct vp_port_spec *p = &o->ports[i];
+			int rc;
+
+			if ((pass == 0) != (p->nr >= 0))
+				continue;
+			rc = vser_port_add(dev, p->nr, p->name, p->console, NULL);
+			if (rc) {
+				fprintf(stderr, "vportfs: --port name=%s: %s\n",
+					p->name, strerror(-rc));
+				return rc;
+			}
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct vser_config dcfg = { 0 };
+	struct pfs_config fcfg = { 0 };
+	struct ev_loop *ev = EV_DEFAULT;
+	ev_signal sigint, sigterm;
+	struct vp_loop *loop = NULL;
+	struct vser *dev = NULL;
+	struct pfs *fs = NULL;
+	struct vp_opts o;
+	char err[512];
+	int rc, status = EXIT_FAILURE;
+
+	if (vp_opts_parse(&o, argc, argv, err, sizeof(err))) {
+		fprintf(stderr, "vportfs: %s\n", err);
+		vp_opts_free(&o);
+		return EXIT_USAGE;
+	}
+	if (o.help) {
+		vp_opts_usage(stdout);
+		goto out_opts;
+	}
+	if (o.version) {
+		printf("vportfs %s\n", VPORTFS_VERSION);
+		goto out_opts;
+	}
+	if (o.print_capabilities) {
+		printf("{\n  \"type\": \"console\",\n  \"features\": []\n}\n");
+		goto out_opts;
+	}
+	vp_log_set_level(o.log_level);
+	vp_log_use_syslog(o.syslog);
+	/* A guest or reader going away mid-write must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+
+	loop = vp_ev_loop_new(ev);
+	if (!loop)
+		goto out_opts;
+	dcfg.max_ports = o.max_ports;
+	dev = vser_new(loop, &dcfg);
+	if (!dev) {
+		vp_err("cannot create the device");
+		goto out_loop;
+	}
+	if (add_ports(dev, &o)) {
+		status = EXIT_USAGE;
+		goto out_dev;
+	}
+	if (o.socket_path)
+		rc = vu_listen_path(vser_vu(dev), o.socket_path);
+	else
+		rc = vu_listen_fd(vser_vu(dev), o.listen_fd);
+	if (rc) {
+		fprintf(stderr, "vportfs: cannot listen on %s: %s\n",
+			o.socket_path ? o.socket_path : "--fd", strerror(-rc));
+		goto out_dev;
+	}
+
+	fcfg.mountpoint = o.mountpoint;
+	fcfg.allow_other = o.allow_other;
+	fcfg.default_permissions = o.default_permissions;
+	fcfg.uid = o.uid;
+	fcfg.gid = o.gid;
+	fcfg.mode = o.mode;
+	fcfg.on_unmounted = unmounted_cb;
+	fcfg.opaque = ev;
+	fs = pfs_new(loop, dev, &fcfg);
+	if (!fs)
+		goto out_dev;
+
+	ev_signal_init(&sigint, stop_cb, SIGINT);
+	ev_signal_init(&sigterm, stop_cb, SIGTERM);
+	ev_signal_start(ev, &sigint);
+	ev_signal_start(ev, &sigterm);
+	vp_info("serving %s, mounted on %s",
+		o.socket_path ? o.socket_path : "inherited socket",
+		o.mountpoint);
+	notify_ready();
+	ev_run(ev, 0);
+	ev_signal_stop(ev, &sigint);
+	ev_signal_stop(ev, &sigterm);
+	status = EXIT_SUCCESS;
+
+	pfs_free(fs);
+out_dev:
+	vser_free(dev);
+out_loop:
+	vp_ev_loop_free(loop);
+out_opts:
+	if (o.help || o.version || o.print_capabilities)
+		status = EXIT_SUCCESS;
+	vp_opts_free(&o);
+	return status;
+}

@@ -1,0 +1,999 @@
+/*
+ * vhost-user backend: the protocol engine between a frontend (UML, QEMU,
+ * the simulated frontend) and our virtio-serial device.
+ *
+ * The design choice that matters: the frontend socket is non-blocking and
+ * messages are reassembled in a buffer, so a frontend that sends half a
+ * message (or nothing at all) can never stall the loop that also serves the
+ * guest and the FUSE mount.  Every request is answered at once: UML stops
+ * the whole guest while it waits for an ack.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "vportfs/log.h"
+#include "vportfs/vu.h"
+
+#define MAX_QUEUES 1024
+
+struct vu_queue {
+	struct vq vq;
+	unsigned num;
+	struct vu_vring_addr addr;
+	bool addr_set;
+	uint16_t base;
+	int kick_fd;
+	int call_fd;
+	int err_fd;
+	bool kick_set;  /* SET_VRING_KICK seen (with or without an fd) */
+	bool enabled;   /* SET_VRING_ENABLE, or implied without protocol features */
+	bool started;
+	bool notify_pending;
+	struct vp_watch *kick_watch;
+	struct vu *vu;
+};
+
+struct vu {
+	struct vp_loop *loop;
+	struct vu_config cfg;
+	const struct vu_device_ops *ops;
+	void *opaque;
+
+	int listen_fd;
+	struct vp_watch *listen_watch;
+	char *socket_path; /* set when we created the socket */
+
+	int conn_fd;
+	struct vp_watch *conn_watch;
+	uint8_t rbuf[sizeof(struct vu_msg)];
+	size_t rlen;
+	int rfds[VU_MAX_FDS];
+	unsigned nrfds;
+
+	uint64_t features;          /* acked virtio features */
+	uint64_t protocol_features; /* acked protocol features */
+	bool features_set;
+	int backend_fd;
+	struct vq_mem mem;
+	bool notify_scheduled;
+	struct vu_queue *queues;
+};
+
+/* ---- small helpers -------------------------------------------------- */
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static bool has_protocol_features(const struct vu *vu)
+{
+	return vu->features & (1ull << VU_F_PROTOCOL_FEATURES);
+}
+
+static void mem_unmap(struct vq_mem *mem)
+{
+	for (unsigned i = 0; i < mem->nregions; i++)
+		munmap(mem->r[i].map, mem->r[i].map_len);
+	mem->nregions = 0;
+}
+
+/* ---- queues ----------------------------------------------------------- */
+
+static void queue_stop(struct vu *vu, unsigned q)
+{
+	struct vu_queue *vq = &vu->queues[q];
+
+	if (!vq->started)
+		return;
+	vq->started = false;
+	vu->ops->queue_stop(vu->opaque, q);
+	vp_watch_free(vu->loop, vq->kick_watch);
+	vq->kick_watch = NULL;
+}
+
+static void kick_cb(struct vp_watch *w, int revents, void *opaque);
+
+/* Start the queue once it has everything it needs; idempotent. */
+static void queue_maybe_start(struct vu *vu, unsigned q)
+{
+	struct vu_queue *vq = &vu->queues[q];
+	int rc;
+
+	if (vq->started || !vq->kick_set || !vq->enabled || !vq->addr_set ||
+	    !vq->num)
+		return;
+	rc = vq_setup(&vq->vq, &vu->mem, vq->num, vq->addr.desc_user_addr,
+		      vq->addr.avail_user_addr, vq->addr.used_user_addr,
+		      vq->base);
+	if (rc) {
+		vp_warn_rl("queue %u: rings outside guest memory or misaligned",
+			   q);
+		return;
+	}
+	vq->vq.event_idx = vu->features & (1ull << VIRTIO_F_EVENT_IDX);
+	vq->vq.indirect = vu->features & (1ull << VIRTIO_F_INDIRECT_DESC);
+	if (vq->kick_fd >= 0) {
+		vq->kick_watch = vp_watch_new(vu->loop, vq->kick_fd, VP_EV_READ,
+					      kick_cb, vq);
+		if (!vq->kick_watch) {
+			vp_err("queue %u: out of memory for its kick watch", q);
+			return;
+		}
+	}
+	vq->started = true;
+	vp_debug("queue %u started (num %u, base %u)", q, vq->num, vq->base);
+	/* Buffers may already be waiting: the guest kicked before we
+	 * listened, or a restarted ring resumes. */
+	vu->ops->queue_kick(vu->opaque, q);
+}
+
+static void queue_reset(struct vu *vu, unsigned q)
+{
+	struct vu_queue *vq = &vu->queues[q];
+
+	queue_stop(vu, q);
+	close_fd(&vq->kick_fd);
+	close_fd(&vq->call_fd);
+	close_fd(&vq->err_fd);
+	vq_reset(&vq->vq);
+	vq->num = 0;
+	vq->addr_set = false;
+	vq->base = 0;
+	vq->kick_set = false;
+	vq->enabled = false;
+	vq->notify_pending = false;
+}
+
+static void kick_cb(struct vp_watch *w, int revents, void *opaque)
+{
+	struct vu_queue *vq = opaque;
+	struct vu *vu = vq->vu;
+	uint64_t v;
+	ssize_t n;
+
+	(void)w;
+	(void)revents;
+	/* An eventfd reads 8 bytes; a pipe or socketpair (UML) may hold
+	 * several notifications: drain them all, one kick is enough. */
+	do {
+		n = read(vq->kick_fd, &v, sizeof(v));
+	} while (n > 0);
+	if (n == 0) {
+		/* The frontend closed its end of the kick fd: stop watching
+		 * it, or we would spin on EOF. */
+		vp_watch_set(vu->loop, vq->kick_watch, 0);
+	}
+	vu->ops->queue_kick(vu->opaque, (unsigned)(vq - vu->queues));
+}
+
+static void notify_flush(void *opaque)
+{
+	struct vu *vu = opaque;
+	static const uint64_t one = 1;
+
+	vu->notify_scheduled = false;
+	for (unsigned q = 0; q < vu->cfg.nqueues; q++) {
+		struct vu_queue *vq = &vu->queues[q];
+
+		if (!vq->notify_pending)
+			continue;
+		vq->notify_pending = false;
+		if (vq->call_fd < 0 || !vq->started ||
+		    !vq_should_notify(&vq->vq))
+			continue;
+		/* UML's call fd is a socketpair end: exactly 8 bytes.  A full
+		 * pipe means an interrupt is already pending: fine. */
+		if (write(vq->call_fd, &one, sizeof(one)) < 0 &&
+		    errno != EAGAIN)
+			vp_warn_rl("queue %u: call fd write: %s", q,
+				   strerror(errno));
+	}
+}
+
+void vu_queue_notify(struct vu *vu, unsigned q)
+{
+	if (q >= vu->cfg.nqueues)
+		return;
+	vu->queues[q].notify_pending = true;
+	if (!vu->notify_scheduled &&
+	    vp_defer(vu->loop, notify_flush, vu) == 0)
+		vu->notify_scheduled = true;
+}
+
+/* ---- connection ------------------------------------------------------- */
+
+static void conn_close(struct vu *vu, bool tell_device)
+{
+	if (vu->conn_fd < 0)
+		return;
+	for (unsigned q = 0; q < vu->cfg.nqueues; q++)
+		queue_reset(vu, q);
+	mem_unmap(&vu->mem);
+	vp_watch_free(vu->loop, vu->conn_watch);
+	vu->conn_watch = NULL;
+	close_fd(&vu->conn_fd);
+	close_fd(&vu->backend_fd);
+	for (unsigned i = 0; i < vu->nrfds; i++)
+		close(vu->rfds[i]);
+	vu->nrfds = 0;
+	vu->rlen = 0;
+	vu->features = 0;
+	vu->protocol_features = 0;
+	vu->features_set = false;
+	if (vu->listen_watch)
+		vp_watch_set(vu->loop, vu->listen_watch, VP_EV_READ);
+	vp_info("frontend disconnected");
+	if (tell_device)
+		vu->ops->disconnected(vu->opaque);
+}
+
+void vu_disconnect(struct vu *vu)
+{
+	conn_close(vu, true);
+}
+
+static int send_reply(struct vu *vu, uint32_t request, const void *payload,
+		      uint32_t size)
+{
+	struct vu_msg_hdr hdr = {
+		.request = request,
+		.flags = VU_VERSION | VU_FLAG_REPLY,
+		.size = size,
+	};
+	struct iovec iov[2] = {
+		{ .iov_base = &hdr, .iov_len = sizeof(hdr) },
+		{ .iov_base = (void *)payload, .iov_len = size },
+	};
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = size ? 2 : 1 };
+	ssize_t n = sendmsg(vu->conn_fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	/* Replies are tiny and the frontend waits for each one, so the socket
+	 * buffer cannot be full unless the frontend misbehaves. */
+	if (n != (ssize_t)(sizeof(hdr) + size))
+		return -EIO;
+	return 0;
+}
+
+static int send_u64(struct vu *vu, uint32_t request, uint64_t v)
+{
+	return send_reply(vu, request, &v, sizeof(v));
+}
+
+/* ---- request handlers -------------------------------------------------- */
+
+/* What a handler tells the dispatcher: 0 success, -errno failure; *replied
+ * set when it sent its own reply (GET_* requests). */
+struct req {
+	struct vu *vu;
+	const struct vu_msg *msg;
+	int *fds;
+	unsigned nfds;
+	bool replied;
+};
+
+/* Take ownership of the message's single fd, or -1 if none came. */
+static int take_fd(struct req *r)
+{
+	int fd;
+
+	if (r->nfds != 1)
+		return -1;
+	fd = r->fds[0];
+	r->fds[0] = -1;
+	return fd;
+}
+
+static int h_get_features(struct req *r)
+{
+	r->replied = true;
+	return send_u64(r->vu, r->msg->hdr.request,
+			r->vu->cfg.features | (1ull << VU_F_PROTOCOL_FEATURES));
+}
+
+static int h_set_features(struct req *r)
+{
+	struct vu *vu = r->vu;
+	uint64_t f = r->msg->payload.u64;
+	uint64_t offered = vu->cfg.features | (1ull << VU_F_PROTOCOL_FEATURES);
+
+	if (f & ~offered)
+		return -EINVAL;
+	vu->features = f;
+	vu->features_set = true;
+	for (unsigned q = 0; q < vu->cfg.nqueues; q++) {
+		struct vq *vq = &vu->queues[q].vq;
+
+		vq->event_idx = f & (1ull << VIRTIO_F_EVENT_IDX);
+		vq->indirect = f & (1ull << VIRTIO_F_INDIRECT_DESC);
+	}
+	vu->ops->set_features(vu->opaque, f & ~(1ull << VU_F_PROTOCOL_FEATURES));
+	return 0;
+}
+
+static int h_get_protocol_features(struct req *r)
+{
+	r->replied = true;
+	return send_u64(r->vu, r->msg->hdr.request,
+			r->vu->cfg.protocol_features);
+}
+
+static int h_set_protocol_features(struct req *r)
+{
+	uint64_t f = r->msg->payload.u64;
+
+	if (f & ~r->vu->cfg.protocol_features)
+		return -EINVAL;
+	r->vu->protocol_features = f;
+	return 0;
+}
+
+static int h_set_owner(struct req *r)
+{
+	(void)r; /* Any time, any number of times: nothing to own. */
+	return 0;
+}
+
+static int h_reset_owner(struct req *r)
+{
+	struct vu *vu = r->vu;
+
+	/* The VM reset its device: same as a new VM on this connection. */
+	for (unsigned q = 0; q < vu->cfg.nqueues; q++)
+		queue_reset(vu, q);
+	vu->features = 0;
+	vu->features_set = false;
+	vu->ops->disconnected(vu->opaque);
+	vu->ops->connected(vu->opaque);
+	return 0;
+}
+
+static int h_get_queue_num(struct req *r)
+{
+	r->replied = true;
+	return send_u64(r->vu, r->msg->hdr.request, r->vu->cfg.nqueues);
+}
+
+static int map_region(struct vq_mem_region *r, const struct vu_mem_region *m,
+		      int fd)
+{
+	uint64_t len;
+	void *p;
+
+	if (m->size == 0 || m->mmap_offset > UINT64_MAX - m->size ||
+	    m->guest_addr > UINT64_MAX - m->size ||
+	    m->user_addr > UINT64_MAX - m->size)
+		return -EINVAL;
+	/* Map from offset 0: mmap_offset need not be page aligned. */
+	len = m->mmap_offset + m->size;
+	if (len > SIZE_MAX)
+		return -EINVAL;
+	p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	r->map = p;
+	r->map_len = (size_t)len;
+	r->host = (char *)p + m->mmap_offset;
+	r->gpa = m->guest_addr;
+	r->uva = m->user_addr;
+	r->size = m->size;
+	return 0;
+}
+
+static int h_set_mem_table(struct req *r)
+{
+	struct vu *vu = r->vu;
+	const struct vu_mem_table *t = &r->msg->payload.mem;
+	struct vq_mem mem = { 0 };
+	int rc;
+
+	if (r->msg->hdr.size < VU_MEM_TABLE_HDR_SIZE || t->nregions == 0 ||
+	    t->nregions > VU_MAX_MEM_REGIONS ||
+	    r->msg->hdr.size < VU_MEM_TABLE_HDR_SIZE +
+				       t->nregions * sizeof(struct vu_mem_region) ||
+	    r->nfds != t->nregions)
+		return -EINVAL;
+	for (unsigned i = 0; i < t->nregions; i++) {
+		vp_debug("region %u: guest 0x%llx size 0x%llx user 0x%llx offset 0x%llx",
+			 i, (unsigned long long)t->regions[i].guest_addr,
+			 (unsigned long long)t->regions[i].size,
+			 (unsigned long long)t->regions[i].user_addr,
+			 (unsigned long long)t->regions[i].mmap_offset);
+		rc = map_region(&mem.r[i], &t->regions[i], r->fds[i]);
+		if (rc)
+			goto err_unmap;
+		mem.nregions++;
+	}
+	/* Stop rings that pointed into the old table; they restart below
+	 * with the new mappings (the frontend may resend addresses too). */
+	for (unsigned q = 0; q < vu->cfg.nqueues; q++) {
+		if (vu->queues[q].started) {
+			vu->queues[q].base = vu->queues[q].vq.last_avail;
+			queue_stop(vu, q);
+		}
+	}
+	mem_unmap(&vu->mem);
+	vu->mem = mem;
+	for (unsigned q = 0; q < vu->cfg.nqueues; q++)
+		queue_maybe_start(vu, q);
+	return 0;
+
+err_unmap:
+	mem_unmap(&mem);
+	return rc;
+}
+
+static struct vu_queue *state_queue(struct req *r)
+{
+	uint32_t q = r->msg->payload.state.index;
+
+	return q < r->vu->cfg.nqueues ? &r->vu->queues[q] : NULL;
+}
+
+static int h_set_vring_num(struct req *r)
+{
+	struct vu_queue *vq = state_queue(r);
+	uint32_t num = r->msg->payload.state.num;
+
+	if (!vq || vq->started || num == 0 || num > VRING_MAX_SIZE ||
+	    (num & (num - 1)))
+		return -EINVAL;
+	vq->num = num;
+	return 0;
+}
+
+static int h_set_vring_addr(struct req *r)
+{
+	const struct vu_vring_addr *a = &r->msg->payload.addr;
+	struct vu_queue *vq;
+
+	if (a->index >= r->vu->cfg.nqueues)
+		return -EINVAL;
+	vq = &r->vu->queues[a->index];
+	if (vq->started)
+		return -EBUSY;
+	vq->addr = *a;
+	vq->addr_set = true;
+	queue_maybe_start(r->vu, a->index);
+	return 0;
+}
+
+static int h_set_vring_base(struct req *r)
+{
+	struct vu_queue *vq = state_queue(r);
+
+	if (!vq || vq->started || r->msg->payload.state.num > UINT16_MAX)
+		return -EINVAL;
+	vq->base = (uint16_t)r->msg->payload.state.num;
+	return 0;
+}
+
+static int h_get_vring_base(struct req *r)
+{
+	struct vu_queue *vq = state_queue(r);
+	struct vu_vring_state st = { 0 };
+
+	r->replied = true;
+	if (vq) {
+		unsigned q = (unsigned)(vq - r->vu->queues);
+
+		st.index = q;
+		st.num = vq->started ? vq->vq.last_avail : vq->base;
+		/* "Stops the ring": the frontend takes it back. */
+		queue_reset(r->vu, q);
+	} else {
+		st.index = r->msg->payload.state.index;
+	}
+	return send_reply(r->vu, r->msg->hdr.request, &st, sizeof(st));
+}
+
+/* SET_VRING_KICK/CALL/ERR share a payload: index | NOFD flag. */
+static struct vu_queue *fd_queue(struct req *r, int *fd)
+{
+	uint64_t v = r->msg->payload.u64;
+	uint64_t q = v & VU_VRING_IDX_MASK;
+
+	*fd = -1;
+	if (v & ~(uint64_t)(VU_VRING_IDX_MASK | VU_VRING_NOFD_MASK))
+		return NULL;
+	if (q >= r->vu->cfg.nqueues)
+		return NULL;
+	if (!(v & VU_VRING_NOFD_MASK)) {
+		*fd = take_fd(r);
+		if (*fd < 0)
+			return NULL;
+	} else if (r->nfds) {
+		return NULL;
+	}
+	return &r->vu->queues[q];
+}
+
+static int h_set_vring_kick(struct req *r)
+{
+	int fd;
+	struct vu_queue *vq = fd_queue(r, &fd);
+	unsigned q;
+
+	if (!vq)
+		return -EINVAL;
+	q = (unsigned)(vq - r->vu->queues);
+	if (vq->started) {
+		vq->base = vq->vq.last_avail;
+		queue_stop(r->vu, q);
+	}
+	close_fd(&vq->kick_fd);
+	if (fd >= 0)
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	vq->kick_fd = fd;
+	vq->kick_set = true;
+	/* Without protocol features a ring is enabled by its kick fd. */
+	if (!has_protocol_features(r->vu))
+		vq->enabled = true;
+	queue_maybe_start(r->vu, q);
+	return 0;
+}
+
+static int h_set_vring_call(struct req *r)
+{
+	int fd;
+	struct vu_queue *vq = fd_queue(r, &fd);
+
+	if (!vq)
+		return -EINVAL;
+	close_fd(&vq->call_fd);
+	if (fd >= 0)
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	vq->call_fd = fd;
+	/* The guest may have missed an interrupt while we had no call fd. */
+	vq->vq.signalled_used_valid = false;
+	return 0;
+}
+
+static int h_set_vring_err(struct req *r)
+{
+	int fd;
+	struct vu_queue *vq = fd_queue(r, &fd);
+
+	if (!vq)
+		return -EINVAL;
+	close_fd(&vq->err_fd);
+	vq->err_fd = fd;
+	return 0;
+}
+
+static int h_set_vring_enable(struct req *r)
+{
+	struct vu_queue *vq = state_queue(r);
+	unsigned q;
+
+	if (!vq || r->msg->payload.state.num > 1)
+		return -EINVAL;
+	q = (unsigned)(vq - r->vu->queues);
+	vq->enabled = r->msg->payload.state.num;
+	if (vq->enabled) {
+		queue_maybe_start(r->vu, q);
+	} else if (vq->started) {
+		vq->base = vq->vq.last_avail;
+		queue_stop(r->vu, q);
+	}
+	return 0;
+}
+
+static int config_range(const struct vu_msg *msg, uint32_t *off, uint32_t *len)
+{
+	const struct vu_config_hdr *h = &msg->payload.config.hdr;
+
+	if (msg->hdr.size < sizeof(*h) || h->size > VU_MAX_CONFIG_SIZE ||
+	    h->offset > VU_MAX_CONFIG_SIZE - h->size ||
+	    msg->hdr.size < sizeof(*h) + h->size)
+		return -EINVAL;
+	*off = h->offset;
+	*len = h->size;
+	return 0;
+}
+
+static int h_get_config(struct req *r)
+{
+	struct {
+		struct vu_config_hdr hdr;
+		uint8_t data[VU_MAX_CONFIG_SIZE];
+	} reply = { 0 };
+	uint32_t off, len;
+	int rc;
+
+	r->replied = true;
+	rc = config_range(r->msg, &off, &len);
+	if (rc == 0) {
+		reply.hdr = r->msg->payload.config.hdr;
+		/* The config bytes start at data[0]; UML asks for offset 0
+		 * and size offset+len and copies from data[offset] itself. */
+		rc = r->vu->ops->get_config(r->vu->opaque, off, reply.data,
+					    len);
+	}
+	if (rc) {
+		/* A zero-size reply is how a backend says "failed". */
+		send_reply(r->vu, r->msg->hdr.request, NULL, 0);
+		return rc;
+	}
+	return send_reply(r->vu, r->msg->hdr.request, &reply,
+			  (uint32_t)sizeof(reply.hdr) + len);
+}
+
+static int h_set_config(struct req *r)
+{
+	uint32_t off, len;
+	int rc = config_range(r->msg, &off, &len);
+
+	if (rc)
+		return rc;
+	return r->vu->ops->set_config(r->vu->opaque, off,
+				      r->msg->payload.config.data, len);
+}
+
+static int h_set_backend_req_fd(struct req *r)
+{
+	int fd = take_fd(r);
+
+	if (fd < 0)
+		return -EINVAL;
+	close_fd(&r->vu->backend_fd);
+	r->vu->backend_fd = fd;
+	return 0;
+}
+
+struct handler {
+	const char *name;
+	int (*fn)(struct req *r);
+	uint32_t min_size; /* payload bytes required */
+};
+
+static const struct handler handlers[VU_REQ_MAX] = {
+	[VU_REQ_GET_FEATURES] = { "GET_FEATURES", h_get_features, 0 },
+	[VU_REQ_SET_FEATURES] = { "SET_FEATURES", h_set_features, 8 },
+	[VU_REQ_SET_OWNER] = { "SET_OWNER", h_set_owner, 0 },
+	[VU_REQ_RESET_OWNER] = { "RESET_OWNER", h_reset_owner, 0 },
+	[VU_REQ_SET_MEM_TABLE] = { "SET_MEM_TABLE", h_set_mem_table,
+				   VU_MEM_TABLE_HDR_SIZE },
+	[VU_REQ_SET_LOG_BASE] = { "SET_LOG_BASE", NULL, 0 },
+	[VU_REQ_SET_LOG_FD] = { "SET_LOG_FD", NULL, 0 },
+	[VU_REQ_SET_VRING_NUM] = { "SET_VRING_NUM", h_set_vring_num, 8 },
+	[VU_REQ_SET_VRING_ADDR] = { "SET_VRING_ADDR", h_set_vring_addr,
+				    sizeof(struct vu_vring_addr) },
+	[VU_REQ_SET_VRING_BASE] = { "SET_VRING_BASE", h_set_vring_base, 8 },
+	[VU_REQ_GET_VRING_BASE] = { "GET_VRING_BASE", h_get_vring_base, 8 },
+	[VU_REQ_SET_VRING_KICK] = { "SET_VRING_KICK", h_set_vring_kick, 8 },
+	[VU_REQ_SET_VRING_CALL] = { "SET_VRING_CALL", h_set_vring_call, 8 },
+	[VU_REQ_SET_VRING_ERR] = { "SET_VRING_ERR", h_set_vring_err, 8 },
+	[VU_REQ_GET_PROTOCOL_FEATURES] = { "GET_PROTOCOL_FEATURES",
+					   h_get_protocol_features, 0 },
+	[VU_REQ_SET_PROTOCOL_FEATURES] = { "SET_PROTOCOL_FEATURES",
+					   h_set_protocol_features, 8 },
+	[VU_REQ_GET_QUEUE_NUM] = { "GET_QUEUE_NUM", h_get_queue_num, 0 },
+	[VU_REQ_SET_VRING_ENABLE] = { "SET_VRING_ENABLE", h_set_vring_enable,
+				      8 },
+	[VU_REQ_SET_BACKEND_REQ_FD] = { "SET_BACKEND_REQ_FD",
+					h_set_backend_req_fd, 0 },
+	[VU_REQ_GET_CONFIG] = { "GET_CONFIG", h_get_config,
+				sizeof(struct vu_config_hdr) },
+	[VU_REQ_SET_CONFIG] = { "SET_CONFIG", h_set_config,
+				sizeof(struct vu_config_hdr) },
+};
+
+const char *vu_request_name(uint32_t request)
+{
+	if (request < VU_REQ_MAX && handlers[request].name)
+		return handlers[request].name;
+	return "UNKNOWN";
+}
+
+/* Handle one complete message in vu->rbuf with vu->rfds.  Returns -EPROTO
+ * when the connection cannot go on. */
+static int dispatch(struct vu *vu)
+{
+	const struct vu_msg *msg = (const struct vu_msg *)vu->rbuf;
+	uint32_t request = msg->hdr.request;
+	const struct handler *h = request < VU_REQ_MAX ? &handlers[request] : NULL;
+	struct req r = {
+		.vu = vu, .msg = msg, .fds = vu->rfds, .nfds = vu->nrfds,
+	};
+	bool need_reply = msg->hdr.flags & VU_FLAG_NEED_REPLY;
+	int rc;
+
+	if (!h || !h->fn) {
+		vp_warn_rl("frontend sent unsupported request %u (%s)",
+			   request, vu_request_name(request));
+		rc = -EOPNOTSUPP;
+	} else if (msg->hdr.size < h->min_size) {
+		vp_warn_rl("frontend sent %s with %u payload bytes, need %u",
+			   h->name, msg->hdr.size, h->min_size);
+		rc = -EINVAL;
+	} else {
+		vp_debug("frontend: %s (size %u, %u fds, flags 0x%x)", h->name,
+			 msg->hdr.size, vu->nrfds, msg->hdr.flags);
+		rc = h->fn(&r);
+		if (rc && rc != -EIO)
+			vp_warn_rl("frontend request %s failed: %s", h->name,
+				   strerror(-rc));
+	}
+	/* Fds the handler did not take are not ours to keep. */
+	for (unsigned i = 0; i < vu->nrfds; i++)
+		if (vu->rfds[i] >= 0)
+			close(vu->rfds[i]);
+	vu->nrfds = 0;
+	if (vu->conn_fd < 0)
+		return -EPROTO; /* handler dropped the connection */
+	if (r.replied)
+		return rc == -EIO ? -EPROTO : 0;
+	/* REPLY_ACK: honour NEED_REPLY per message, whatever was negotiated
+	 * (UML sets it on the SET_PROTOCOL_FEATURES that negotiates it). */
+	if (need_reply && send_u64(vu, request, rc ? 1 : 0) < 0)
+		return -EPROTO;
+	return 0;
+}
+
+/* Read what the socket has, dispatching every complete message.  Bounded
+ * per call so a chatty frontend cannot starve the rest of the loop. */
+static void conn_cb(struct vp_watch *w, int revents, void *opaque)
+{
+	struct vu *vu = opaque;
+
+	(void)w;
+	(void)revents;
+	for (unsigned budget = 64; budget && vu->conn_fd >= 0; budget--) {
+		const struct vu_msg_hdr *hdr = (const struct vu_msg_hdr *)vu->rbuf;
+		size_t want = vu->rlen < VU_HDR_SIZE ? VU_HDR_SIZE - vu->rlen
+						     : VU_HDR_SIZE + hdr->size - vu->rlen;
+		char cbuf[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
+		struct iovec iov = { vu->rbuf + vu->rlen, want };
+		struct msghdr mh = {
+			.msg_iov = &iov, .msg_iovlen = 1,
+			.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+		};
+		ssize_t n = recvmsg(vu->conn_fd, &mh, MSG_CMSG_CLOEXEC);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0) {
+			conn_close(vu, true);
+			return;
+		}
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c;
+		     c = CMSG_NXTHDR(&mh, c)) {
+			unsigned nfd;
+			int *fds = (int *)CMSG_DATA(c);
+
+			if (c->cmsg_level != SOL_SOCKET ||
+			    c->cmsg_type != SCM_RIGHTS)
+				continue;
+			nfd = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			for (unsigned i = 0; i < nfd; i++) {
+				if (vu->nrfds < VU_MAX_FDS)
+					vu->rfds[vu->nrfds++] = fds[i];
+				else
+					close(fds[i]);
+			}
+		}
+		if (mh.msg_flags & MSG_CTRUNC)
+			vp_warn_rl("frontend sent more fds than a message may carry");
+		vu->rlen += (size_t)n;
+		if (vu->rlen == VU_HDR_SIZE) {
+			if ((hdr->flags & VU_VERSION_MASK) != VU_VERSION ||
+			    hdr->size > VU_MAX_PAYLOAD) {
+				vp_warn("frontend protocol error: version %u, "
+					"payload %u bytes; disconnecting",
+					hdr->flags & VU_VERSION_MASK, hdr->size);
+				conn_close(vu, true);
+				return;
+			}
+		}
+		if (vu->rlen < VU_HDR_SIZE || vu->rlen < VU_HDR_SIZE + hdr->size)
+			continue;
+		/* Zero what the message did not send, so short payloads read
+		 * as zeros, never as the previous message's bytes. */
+		memset(vu->rbuf + vu->rlen, 0, sizeof(vu->rbuf) - vu->rlen);
+		vu->rlen = 0;
+		if (dispatch(vu) < 0) {
+			conn_close(vu, true);
+			return;
+		}
+	}
+}
+
+static void accept_cb(struct vp_watch *w, int revents, void *opaque)
+{
+	struct vu *vu = opaque;
+	int fd;
+
+	(void)w;
+	(void)revents;
+	fd = accept4(vu->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			vp_warn_rl("accept: %s", strerror(errno));
+		return;
+	}
+	if (vu->conn_fd >= 0) {
+		/* One VM per device; a second one must not hang waiting. */
+		vp_warn_rl("refusing a second frontend while one is connected");
+		close(fd);
+		return;
+	}
+	vu_attach_fd(vu, fd);
+}
+
+int vu_attach_fd(struct vu *vu, int fd)
+{
+	if (vu->conn_fd >= 0) {
+		close(fd);
+		return -EBUSY;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	vu->conn_watch = vp_watch_new(vu->loop, fd, VP_EV_READ, conn_cb, vu);
+	if (!vu->conn_watch) {
+		close(fd);
+		return -ENOMEM;
+	}
+	vu->conn_fd = fd;
+	vu->rlen = 0;
+	vp_info("frontend connected");
+	vu->ops->connected(vu->opaque);
+	return 0;
+}
+
+static int listen_start(struct vu *vu, int fd)
+{
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	vu->listen_watch = vp_watch_new(vu->loop, fd, VP_EV_READ, accept_cb, vu);
+	if (!vu->listen_watch)
+		return -ENOMEM;
+	vu->listen_fd = fd;
+	return 0;
+}
+
+int vu_listen_fd(struct vu *vu, int fd)
+{
+	int type;
+	socklen_t len = sizeof(type);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+		return -errno;
+	if (type != SOCK_STREAM)
+		return -ENOTSOCK;
+	return listen_start(vu, fd);
+}
+
+int vu_listen_path(struct vu *vu, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	mode_t old_mask;
+	int fd, rc;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* A stale socket from a dead daemon is replaced; anything else that
+	 * is not a socket is left alone. */
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			rc = -EEXIST;
+			goto err_close;
+		}
+		unlink(path);
+	}
+	old_mask = umask(0177); /* the socket is born 0600 */
+	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old_mask);
+	if (rc < 0 || listen(fd, 4) < 0) {
+		rc = -errno;
+		goto err_close;
+	}
+	vu->socket_path = strdup(path);
+	if (!vu->socket_path) {
+		rc = -ENOMEM;
+		goto err_unlink;
+	}
+	rc = listen_start(vu, fd);
+	if (rc)
+		goto err_free_path;
+	return 0;
+
+err_free_path:
+	free(vu->socket_path);
+	vu->socket_path = NULL;
+err_unlink:
+	unlink(path);
+err_close:
+	close(fd);
+	return rc;
+}
+
+struct vu *vu_new(struct vp_loop *loop, const struct vu_config *cfg,
+		  const struct vu_device_ops *ops, void *opaque)
+{
+	struct vu *vu;
+
+	if (cfg->nqueues == 0 || cfg->nqueues > MAX_QUEUES)
+		return NULL;
+	vu = calloc(1, sizeof(*vu));
+	if (!vu)
+		return NULL;
+	vu->queues = calloc(cfg->nqueues, sizeof(*vu->queues));
+	if (!vu->queues) {
+		free(vu);
+		return NULL;
+	}
+	vu->loop = loop;
+	vu->cfg = *cfg;
+	vu->ops = ops;
+	vu->opaque = opaque;
+	vu->listen_fd = -1;
+	vu->conn_fd = -1;
+	vu->backend_fd = -1;
+	for (unsigned q = 0; q < cfg->nqueues; q++) {
+		vu->queues[q].vu = vu;
+		vu->queues[q].kick_fd = -1;
+		vu->queues[q].call_fd = -1;
+		vu->queues[q].err_fd = -1;
+	}
+	return vu;
+}
+
+void vu_free(struct vu *vu)
+{
+	if (!vu)
+		return;
+	conn_close(vu, false);
+	if (vu->notify_scheduled)
+		vp_defer_cancel(vu->loop, notify_flush, vu);
+	vp_watch_free(vu->loop, vu->listen_watch);
+	close_fd(&vu->listen_fd);
+	if (vu->socket_path) {
+		unlink(vu->socket_path);
+		free(vu->socket_path);
+	}
+	free(vu->queues);
+	free(vu);
+}
+
+bool vu_connected(const struct vu *vu)
+{
+	return vu->conn_fd >= 0;
+}
+
+uint64_t vu_features(const struct vu *vu)
+{
+	return vu->features;
+}
+
+unsigned vu_nqueues(const struct vu *vu)
+{
+	return vu->cfg.nqueues;
+}
+
+struct vq *vu_queue(struct vu *vu, unsigned q)
+{
+	return q < vu->cfg.nqueues ? &vu->queues[q].vq : NULL;
+}
+
+bool vu_queue_started(const struct vu *vu, unsigned q)
+{
+	return q < vu->cfg.nqueues && vu->queues[q].started;
+}
+
+const struct vq_mem *vu_mem(const struct vu *vu)
+{
+	return &vu->mem;
+}

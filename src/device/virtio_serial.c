@@ -1,0 +1,970 @@
+/*
+ * virtio-serial device: the control protocol and each port's data queues.
+ *
+ * The design choice that matters: guest output of a generic port is held in
+ * the guest's own buffers until the host side has read it (one copy, from
+ * guest memory into the reader's reply), so back-pressure is exact and per
+ * port.  Everything the guest writes into a control message or a queue is
+ * checked; a bad message is dropped and logged, never trusted.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vportfs/buf.h"
+#include "vportfs/log.h"
+#include "vportfs/vser.h"
+#include "vportfs/vu.h"
+
+/* Device -> guest control messages waiting for control-rx buffers.  Only
+ * host actions create them, and PORT_OPEN ones coalesce, so this bound is
+ * reached only by a guest that never posts control buffers. */
+#define CTRL_OUT_MAX 4096
+
+struct ctrl_msg {
+	TAILQ_ENTRY(ctrl_msg) link;
+	size_t len;
+	uint8_t data[sizeof(struct virtio_console_control) + VSER_NAME_MAX];
+};
+
+struct vser_port {
+	struct vser *dev;
+	unsigned nr;
+	char name[VSER_NAME_MAX + 1];
+	bool console;
+
+	bool ready;           /* guest sent PORT_READY(1) */
+	bool guest_connected; /* guest sent PORT_OPEN(1) */
+	bool host_connected;  /* the host side wants the port open */
+	bool host_announced;  /* what we last queued as PORT_OPEN */
+	bool close_pending;   /* host closed; PORT_OPEN(0) waits for `out` */
+	bool dirty;           /* needs port_service() */
+
+	/* Guest -> host. */
+	struct vq_elem_list held; /* generic ports: guest TX buffers */
+	size_t held_off;          /* bytes of the first one already read */
+	size_t held_bytes;        /* unread bytes in `held` */
+	struct vp_buf ring;       /* console ports: copied output */
+
+	/* Host -> guest. */
+	struct vp_buf out;
+
+	struct vser_port_stats st;
+};
+
+struct vser {
+	struct vp_loop *loop;
+	struct vser_config cfg;
+	struct vu *vu;
+	const struct vser_listener *listener;
+	void *listener_opaque;
+
+	struct vser_port **ports; /* indexed by number, cfg.max_ports slots */
+	bool driver_ready;
+	bool process_scheduled;
+	uint64_t features;
+	struct virtio_console_config config;
+
+	TAILQ_HEAD(, ctrl_msg) ctrl_out;
+	unsigned nctrl_out;
+};
+
+static void port_service(struct vser_port *port);
+
+/* ---- queues ----------------------------------------------------------- */
+
+/* Which port a data queue belongs to; NULL for control queues. */
+static struct vser_port *queue_port(struct vser *dev, unsigned q, bool *is_tx)
+{
+	unsigned nr;
+
+	if (q == VSER_CTRL_RXQ || q == VSER_CTRL_TXQ)
+		return NULL;
+	nr = q < 2 ? 0 : q / 2 - 1;
+	*is_tx = q & 1;
+	return nr < dev->cfg.max_ports ? dev->ports[nr] : NULL;
+}
+
+static struct vq *started_queue(struct vser *dev, unsigned q)
+{
+	if (!dev->vu || !vu_queue_started(dev->vu, q))
+		return NULL;
+	return vu_queue(dev->vu, q);
+}
+
+static void notify_listener(struct vser_port *port)
+{
+	struct vser *dev = port->dev;
+
+	if (dev->listener && dev->listener->port_changed)
+		dev->listener->port_changed(port, dev->listener_opaque);
+}
+
+static void device_event(struct vser *dev, enum vser_dev_event ev)
+{
+	if (dev->listener && dev->listener->device_event)
+		dev->listener->device_event(ev, dev->listener_opaque);
+}
+
+static void process_cb(void *opaque)
+{
+	struct vser *dev = opaque;
+
+	dev->process_scheduled = false;
+	for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++) {
+		struct vser_port *port = dev->ports[nr];
+
+		if (port && port->dirty)
+			port_service(port);
+	}
+}
+
+/* Service the port before the loop sleeps, outside the caller's stack:
+ * the caller may be the listener itself. */
+static void port_schedule(struct vser_port *port)
+{
+	struct vser *dev = port->dev;
+
+	port->dirty = true;
+	if (!dev->process_scheduled && vp_defer(dev->loop, process_cb, dev) == 0)
+		dev->process_scheduled = true;
+}
+
+/* ---- control messages ------------------------------------------------- */
+
+static void ctrl_flush(struct vser *dev)
+{
+	struct vq *vq = started_queue(dev, VSER_CTRL_RXQ);
+	bool pushed = false;
+
+	while (vq && !TAILQ_EMPTY(&dev->ctrl_out)) {
+		struct ctrl_msg *m = TAILQ_FIRST(&dev->ctrl_out);
+		struct vq_elem *e;
+
+		if (vq_pop(vq, vu_mem(dev->vu), &e) <= 0)
+			break;
+		pushed = true;
+		if (e->in_len < m->len) {
+			vp_warn_rl("guest control buffer of %u bytes is too small",
+				   e->in_len);
+			vq_push(vq, e->head, 0);
+			free(e);
+			continue;
+		}
+		vq_push(vq, e->head, (uint32_t)vq_elem_fill(e, 0, m->data, m->len));
+		free(e);
+		TAILQ_REMOVE(&dev->ctrl_out, m, link);
+		dev->nctrl_out--;
+		free(m);
+	}
+	if (pushed)
+		vu_queue_notify(dev->vu, VSER_CTRL_RXQ);
+	if (vq)
+		vq_want_kick(vq);
+}
+
+static void ctrl_send(struct vser *dev, unsigned id, uint16_t event,
+		      uint16_t value, const void *extra, size_t extra_len)
+{
+	struct virtio_console_control c = { .id = id, .event = event,
+					    .value = value };
+	struct ctrl_msg *m;
+
+	if (event == VIRTIO_CONSOLE_PORT_OPEN) {
+		/* Only the latest open state of a port matters to a guest
+		 * that has not read the earlier one yet. */
+		TAILQ_FOREACH(m, &dev->ctrl_out, link) {
+			struct virtio_console_control *q = (void *)m->data;
+
+			if (q->id == id && q->event == event) {
+				q->value = value;
+				return;
+			}
+		}
+	}
+	if (dev->nctrl_out >= CTRL_OUT_MAX || extra_len > VSER_NAME_MAX) {
+		vp_err("control queue to the guest is full (%u messages): "
+		       "guest not reading; dropping event %u for port %u",
+		       dev->nctrl_out, event, id);
+		return;
+	}
+	m = malloc(sizeof(*m));
+	if (!m) {
+		vp_err("out of memory queueing a control message");
+		return;
+	}
+	memcpy(m->data, &c, sizeof(c));
+	if (extra_len)
+		memcpy(m->data + sizeof(c), extra, extra_len);
+	m->len = sizeof(c) + extra_len;
+	TAILQ_INSERT_TAIL(&dev->ctrl_out, m, link);
+	dev->nctrl_out++;
+	ctrl_flush(dev);
+}
+
+size_t vser_take_control(struct vser *dev, void *buf, size_t len)
+{
+	struct ctrl_msg *m = TAILQ_FIRST(&dev->ctrl_out);
+	size_t n;
+
+	if (!m)
+		return 0;
+	n = m->len < len ? m->len : len;
+	memcpy(buf, m->data, n);
+	TAILQ_REMOVE(&dev->ctrl_out, m, link);
+	dev->nctrl_out--;
+	free(m);
+	return n;
+}
+
+static void announce_host(struct vser_port *port)
+{
+	bool want = port->host_connected || port->close_pending;
+
+	if (!port->ready || port->host_announced == want)
+		return;
+	port->host_announced = want;
+	ctrl_send(port->dev, port->nr, VIRTIO_CONSOLE_PORT_OPEN, want, NULL, 0);
+}
+
+static void port_announce_add(struct vser_port *port)
+{
+	ctrl_send(port->dev, port->nr, VIRTIO_CONSOLE_PORT_ADD, 1, NULL, 0);
+}
+
+static void handle_port_ready(struct vser_port *port, uint16_t value)
+{
+	if (!value) {
+		vp_warn("guest failed to set up port %u", port->nr);
+		return;
+	}
+	if (port->ready)
+		return; /* the guest may say it twice */
+	port->ready = true;
+	if (port->console)
+		ctrl_send(port->dev, port->nr, VIRTIO_CONSOLE_CONSOLE_PORT, 1,
+			  NULL, 0);
+	if (port->name[0])
+		ctrl_send(port->dev, port->nr, VIRTIO_CONSOLE_PORT_NAME, 1,
+			  port->name, strlen(port->name));
+	announce_host(port);
+}
+
+static void handle_guest_open(struct vser_port *port, uint16_t value)
+{
+	bool open = value != 0;
+
+	if (port->guest_connected == open)
+		return;
+	port->guest_connected = open;
+	vp_debug("port %u: guest %s", port->nr, open ? "opened" : "closed");
+	if (!open) {
+		/* The guest driver drops data for a closed port; so do we,
+		 * and a host close that waited for it completes now. */
+		vp_buf_clear(&port->out);
+		if (port->close_pending) {
+			port->close_pending = false;
+			announce_host(port);
+		}
+	}
+	port_schedule(port);
+}
+
+void vser_handle_control(struct vser *dev, const void *buf, size_t len)
+{
+	struct virtio_console_control c;
+	struct vser_port *port;
+
+	if (len < sizeof(c)) {
+		vp_warn_rl("guest sent a %zu-byte control message", len);
+		return;
+	}
+	memcpy(&c, buf, sizeof(c));
+	if (c.event == VIRTIO_CONSOLE_DEVICE_READY) {
+		if (!c.value) {
+			vp_warn("guest driver failed to initialise the device");
+			return;
+		}
+		if (dev->driver_ready)
+			return;
+		dev->driver_ready = true;
+		vp_info("guest driver ready");
+		for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++)
+			if (dev->ports[nr])
+				port_announce_add(dev->ports[nr]);
+		device_event(dev, VSER_DEV_DRIVER_READY);
+		return;
+	}
+	port = c.id < dev->cfg.max_ports ? dev->ports[c.id] : NULL;
+	if (!port) {
+		vp_warn_rl("guest control event %u for unknown port %u",
+			   c.event, c.id);
+		return;
+	}
+	switch (c.event) {
+	case VIRTIO_CONSOLE_PORT_READY:
+		handle_port_ready(port, c.value);
+		break;
+	case VIRTIO_CONSOLE_PORT_OPEN:
+		handle_guest_open(port, c.value);
+		break;
+	default:
+		vp_warn_rl("guest sent unexpected control event %u", c.event);
+		break;
+	}
+}
+
+static void ctrl_tx_kick(struct vser *dev)
+{
+	struct vq *vq = started_queue(dev, VSER_CTRL_TXQ);
+	struct vq_elem *e;
+	bool pushed = false;
+
+	if (!vq)
+		return;
+	/* The guest busy-waits for these buffers: take them all now. */
+	do {
+		while (vq_pop(vq, vu_mem(dev->vu), &e) > 0) {
+			uint8_t msg[sizeof(struct virtio_console_control)];
+			size_t n = 0;
+
+			for (unsigned i = 0; i < e->out_num && n < sizeof(msg);
+			     i++) {
+				size_t k = e->iov[i].iov_len;
+
+				if (k > sizeof(msg) - n)
+					k = sizeof(msg) - n;
+				memcpy(msg + n, e->iov[i].iov_base, k);
+				n += k;
+			}
+			vq_push(vq, e->head, 0);
+			free(e);
+			pushed = true;
+			vser_handle_control(dev, msg, n);
+		}
+		vq_want_kick(vq);
+	} while (vq_has_avail(vq));
+	if (pushed)
+		vu_queue_notify(dev->vu, VSER_CTRL_TXQ);
+}
+
+/* ---- guest -> host ---------------------------------------------------- */
+
+static void drop_held(struct vser_port *port, bool push)
+{
+	struct vq *vq = push ? started_queue(port->dev, vser_port_txq(port->nr))
+			     : NULL;
+	struct vq_elem *e;
+
+	while ((e = TAILQ_FIRST(&port->held))) {
+		TAILQ_REMOVE(&port->held, e, link);
+		if (vq)
+			vq_push(vq, e->head, 0);
+		free(e);
+	}
+	if (vq)
+		vu_queue_notify(port->dev->vu, vser_port_txq(port->nr));
+	port->st.dropped_bytes += port->held_bytes;
+	port->held_bytes = 0;
+	port->held_off = 0;
+}
+
+static void console_take(struct vser_port *port, const struct vq_elem *e)
+{
+	for (unsigned i = 0; i < e->out_num; i++) {
+		const char *p = e->iov[i].iov_base;
+		size_t n = e->iov[i].iov_len;
+
+		/* Only the newest ring-size bytes can survive. */
+		if (n > port->ring.cap) {
+			port->st.dropped_bytes += n - port->ring.cap;
+			p += n - port->ring.cap;
+			n = port->ring.cap;
+		}
+		if (n > vp_buf_room(&port->ring)) {
+			size_t drop = n - vp_buf_room(&port->ring);
+
+			vp_buf_consume(&port->ring, drop);
+			port->st.dropped_bytes += drop;
+		}
+		vp_buf_put(&port->ring, p, n);
+	}
+}
+
+/* Take what the guest wrote; true if there is something new to read. */
+static bool port_pull_tx(struct vser_port *port)
+{
+	struct vser *dev = port->dev;
+	unsigned q = vser_port_txq(port->nr);
+	struct vq *vq = started_queue(dev, q);
+	bool got = false, pushed = false;
+	struct vq_elem *e;
+	int rc;
+
+	if (!vq)
+		return false;
+	do {
+		while ((rc = vq_pop(vq, vu_mem(dev->vu), &e)) > 0) {
+			if (port->console) {
+				console_take(port, e);
+				vq_push(vq, e->head, 0);
+				free(e);
+				pushed = got = true;
+			} else if (!port->host_connected || e->out_len == 0) {
+				/* Nobody to give it to: the guest wrote
+				 * while the host was closing. */
+				port->st.dropped_bytes += e->out_len;
+				vq_push(vq, e->head, 0);
+				free(e);
+				pushed = true;
+			} else {
+				TAILQ_INSERT_TAIL(&port->held, e, link);
+				port->held_bytes += e->out_len;
+				got = true;
+			}
+		}
+		if (rc == -ENOMEM) {
+			/* Try again later rather than spin now. */
+			port_schedule(port);
+			break;
+		}
+		vq_want_kick(vq);
+	} while (vq_has_avail(vq));
+	if (pushed)
+		vu_queue_notify(dev->vu, q);
+	return got;
+}
+
+size_t vser_port_readable(const struct vser_port *port)
+{
+	return port->console ? vp_buf_len(&port->ring) : port->held_bytes;
+}
+
+size_t vser_port_peek(struct vser_port *port, struct iovec *iov, int *niov,
+		      size_t max)
+{
+	size_t total = 0, off = port->held_off;
+	int n = 0;
+	struct vq_elem *e;
+
+	if (port->console) {
+		struct iovec two[2];
+		int k = vp_buf_peek(&port->ring, two, max);
+
+		for (int i = 0; i < k && n < *niov; i++) {
+			iov[n++] = two[i];
+			total += two[i].iov_len;
+		}
+		*niov = n;
+		return total;
+	}
+	TAILQ_FOREACH(e, &port->held, link) {
+		for (unsigned i = 0; i < e->out_num; i++) {
+			size_t len = e->iov[i].iov_len;
+
+			if (off >= len) {
+				off -= len;
+				continue;
+			}
+			if (n == *niov || total == max)
+				goto out;
+			len -= off;
+			if (len > max - total)
+				len = max - total;
+			iov[n].iov_base = (char *)e->iov[i].iov_base + off;
+			iov[n].iov_len = len;
+			n++;
+			total += len;
+			off = 0;
+		}
+	}
+out:
+	*niov = n;
+	return total;
+}
+
+void vser_port_consume(struct vser_port *port, size_t n)
+{
+	struct vser *dev = port->dev;
+	unsigned q = vser_port_txq(port->nr);
+	struct vq *vq = started_queue(dev, q);
+	bool pushed = false;
+	struct vq_elem *e;
+
+	if (port->console) {
+		n = n < vp_buf_len(&port->ring) ? n : vp_buf_len(&port->ring);
+		vp_buf_consume(&port->ring, n);
+		port->st.rx_bytes += n;
+		return;
+	}
+	if (n > port->held_bytes)
+		n = port->held_bytes;
+	port->held_bytes -= n;
+	port->st.rx_bytes += n;
+	n += port->held_off;
+	while ((e = TAILQ_FIRST(&port->held)) && n >= e->out_len) {
+		n -= e->out_len;
+		TAILQ_REMOVE(&port->held, e, link);
+		if (vq) {
+			vq_push(vq, e->head, 0);
+			pushed = true;
+		}
+		free(e);
+	}
+	port->held_off = n;
+	if (pushed) {
+		vu_queue_notify(dev->vu, q);
+		/* Returned buffers let the guest write more. */
+		port_schedule(port);
+	}
+}
+
+/* ---- host -> guest ---------------------------------------------------- */
+
+/* Move buffered host bytes into guest RX buffers; true if any moved. */
+static bool port_flush_out(struct vser_port *port)
+{
+	struct vser *dev = port->dev;
+	unsigned q = vser_port_rxq(port->nr);
+	struct vq *vq = started_queue(dev, q);
+	bool moved = false;
+	struct vq_elem *e;
+
+	if (!vq || !port->guest_connected)
+		return false;
+	while (vp_buf_len(&port->out) && vq_pop(vq, vu_mem(dev->vu), &e) > 0) {
+		struct iovec two[2];
+		int k = vp_buf_peek(&port->out, two, e->in_len);
+		size_t n = 0;
+
+		for (int i = 0; i < k; i++)
+			n += vq_elem_fill(e, n, two[i].iov_base, two[i].iov_len);
+		vp_buf_consume(&port->out, n);
+		port->st.tx_bytes += n;
+		vq_push(vq, e->head, (uint32_t)n);
+		free(e);
+		moved = true;
+	}
+	if (moved)
+		vu_queue_notify(dev->vu, q);
+	if (vp_buf_len(&port->out))
+		vq_want_kick(vq);
+	return moved;
+}
+
+bool vser_port_writable(const struct vser_port *port)
+{
+	return port->guest_connected && port->ready &&
+	       (port->out.cap == 0 || vp_buf_room(&port->out) > 0);
+}
+
+size_t vser_port_write_pending(const struct vser_port *port)
+{
+	return vp_buf_len(&port->out);
+}
+
+ssize_t vser_port_write(struct vser_port *port, const void *buf, size_t len)
+{
+	size_t n;
+
+	if (!vser_port_writable(port))
+		return -EAGAIN;
+	if (port->out.cap == 0 && vp_buf_init(&port->out, port->dev->cfg.out_buf))
+		return -ENOMEM;
+	n = vp_buf_put(&port->out, buf, len);
+	port_flush_out(port);
+	return (ssize_t)n;
+}
+
+/* ---- ports -------------------------------------------------------------- */
+
+static void port_service(struct vser_port *port)
+{
+	bool changed;
+
+	port->dirty = false;
+	changed = port_pull_tx(port);
+	changed |= port_flush_out(port);
+	if (port->close_pending && vp_buf_len(&port->out) == 0) {
+		port->close_pending = false;
+		announce_host(port);
+	}
+	if (changed)
+		notify_listener(port);
+}
+
+void vser_port_set_host_connected(struct vser_port *port, bool connected)
+{
+	if (port->host_connected == connected)
+		return;
+	port->host_connected = connected;
+	if (connected) {
+		port->close_pending = false;
+		/* Output the guest wrote meanwhile may be waiting. */
+		port_schedule(port);
+	} else {
+		/* Unread guest output is discarded, as the guest driver does
+		 * with host output when it closes. */
+		if (!port->console)
+			drop_held(port, true);
+		port->close_pending = vp_buf_len(&port->out) > 0 &&
+				      port->guest_connected;
+	}
+	announce_host(port);
+}
+
+static bool name_taken(struct vser *dev, const char *name)
+{
+	for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++)
+		if (dev->ports[nr] && strcmp(dev->ports[nr]->name, name) == 0)
+			return true;
+	return false;
+}
+
+int vser_port_add(struct vser *dev, int nr, const char *name, bool console,
+		  struct vser_port **out)
+{
+	struct vser_port *port;
+
+	if (strlen(name) > VSER_NAME_MAX)
+		return -EINVAL;
+	if (nr >= (int)dev->cfg.max_ports)
+		return -EINVAL;
+	if (name[0] && name_taken(dev, name))
+		return -EEXIST;
+	if (nr < 0) {
+		/* Port 0 is kept for a console, as QEMU does. */
+		for (unsigned i = console ? 0 : 1; i < dev->cfg.max_ports; i++) {
+			if (!dev->ports[i]) {
+				nr = (int)i;
+				break;
+			}
+		}
+		if (nr < 0)
+			return -ENOSPC;
+	} else if (dev->ports[nr]) {
+		return -EEXIST;
+	}
+	port = calloc(1, sizeof(*port));
+	if (!port)
+		return -ENOMEM;
+	if (console && vp_buf_init(&port->ring, dev->cfg.console_ring)) {
+		free(port);
+		return -ENOMEM;
+	}
+	port->dev = dev;
+	port->nr = (unsigned)nr;
+	port->console = console;
+	memcpy(port->name, name, strlen(name) + 1);
+	TAILQ_INIT(&port->held);
+	dev->ports[nr] = port;
+	if (dev->driver_ready)
+		port_announce_add(port); /* hot-plug */
+	if (out)
+		*out = port;
+	return 0;
+}
+
+static void port_free(struct vser_port *port)
+{
+	struct vq_elem *e;
+
+	while ((e = TAILQ_FIRST(&port->held))) {
+		TAILQ_REMOVE(&port->held, e, link);
+		free(e);
+	}
+	vp_buf_destroy(&port->ring);
+	vp_buf_destroy(&port->out);
+	free(port);
+}
+
+/* ---- vhost-user device callbacks --------------------------------------- */
+
+static int dev_get_config(void *opaque, uint32_t off, uint8_t *buf,
+			  uint32_t len)
+{
+	struct vser *dev = opaque;
+	const uint8_t *cfg = (const uint8_t *)&dev->config;
+
+	memset(buf, 0, len);
+	if (off < sizeof(dev->config)) {
+		uint32_t n = sizeof(dev->config) - off;
+
+		memcpy(buf, cfg + off, n < len ? n : len);
+	}
+	return 0;
+}
+
+static int dev_set_config(void *opaque, uint32_t off, const uint8_t *buf,
+			  uint32_t len)
+{
+	struct vser *dev = opaque;
+	const uint32_t emerg = offsetof(struct virtio_console_config, emerg_wr);
+
+	/* Only emerg_wr is writable: its low byte is one character for the
+	 * first console port. */
+	if (off != emerg || len < 1 || len > 4)
+		return -EINVAL;
+	for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++) {
+		struct vser_port *port = dev->ports[nr];
+
+		if (port && port->console) {
+			if (vp_buf_room(&port->ring) == 0) {
+				vp_buf_consume(&port->ring, 1);
+				port->st.dropped_bytes++;
+			}
+			vp_buf_put(&port->ring, buf, 1);
+			notify_listener(port);
+			return 0;
+		}
+	}
+	vp_warn_rl("guest emergency write with no console port: dropped");
+	return 0;
+}
+
+static void dev_set_features(void *opaque, uint64_t features)
+{
+	struct vser *dev = opaque;
+
+	dev->features = features;
+}
+
+static void dev_queue_kick(void *opaque, unsigned q)
+{
+	struct vser *dev = opaque;
+	struct vser_port *port;
+	bool is_tx = false;
+
+	if (q == VSER_CTRL_TXQ) {
+		ctrl_tx_kick(dev);
+		return;
+	}
+	if (q == VSER_CTRL_RXQ) {
+		ctrl_flush(dev);
+		return;
+	}
+	port = queue_port(dev, q, &is_tx);
+	if (!port) {
+		/* Buffers on a queue with no port: the guest must not do
+		 * that; leave them, they hold no data of ours. */
+		return;
+	}
+	port_service(port);
+	/* New RX buffers make a blocked host writer runnable even when
+	 * nothing was waiting in our buffer. */
+	if (!is_tx)
+		notify_listener(port);
+}
+
+static void dev_queue_stop(void *opaque, unsigned q)
+{
+	struct vser *dev = opaque;
+	struct vser_port *port;
+	bool is_tx = false;
+
+	port = queue_port(dev, q, &is_tx);
+	if (port && is_tx && !port->console) {
+		/* The frontend took the ring back: its buffers are no longer
+		 * ours to return or read. */
+		struct vq_elem *e;
+
+		while ((e = TAILQ_FIRST(&port->held))) {
+			TAILQ_REMOVE(&port->held, e, link);
+			free(e);
+		}
+		port->held_bytes = 0;
+		port->held_off = 0;
+		notify_listener(port);
+	}
+}
+
+static void dev_reset(struct vser *dev)
+{
+	struct ctrl_msg *m;
+
+	while ((m = TAILQ_FIRST(&dev->ctrl_out))) {
+		TAILQ_REMOVE(&dev->ctrl_out, m, link);
+		free(m);
+	}
+	dev->nctrl_out = 0;
+	dev->driver_ready = false;
+	dev->features = 0;
+	for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++) {
+		struct vser_port *port = dev->ports[nr];
+
+		if (!port)
+			continue;
+		port->ready = false;
+		port->guest_connected = false;
+		port->host_announced = false;
+		port->close_pending = false;
+		drop_held(port, false);
+		vp_buf_clear(&port->out);
+	}
+}
+
+static void dev_connected(void *opaque)
+{
+	struct vser *dev = opaque;
+
+	dev_reset(dev);
+	device_event(dev, VSER_DEV_FRONTEND_UP);
+}
+
+static void dev_disconnected(void *opaque)
+{
+	struct vser *dev = opaque;
+
+	dev_reset(dev);
+	device_event(dev, VSER_DEV_FRONTEND_DOWN);
+	for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++)
+		if (dev->ports[nr])
+			notify_listener(dev->ports[nr]);
+}
+
+static const struct vu_device_ops vser_vu_ops = {
+	.get_config = dev_get_config,
+	.set_config = dev_set_config,
+	.set_features = dev_set_features,
+	.queue_kick = dev_queue_kick,
+	.queue_stop = dev_queue_stop,
+	.connected = dev_connected,
+	.disconnected = dev_disconnected,
+};
+
+/* ---- lifetime and accessors ------------------------------------------- */
+
+struct vser *vser_new(struct vp_loop *loop, const struct vser_config *cfg)
+{
+	struct vu_config vcfg = {
+		.features = (1ull << VIRTIO_F_VERSION_1) |
+			    (1ull << VIRTIO_CONSOLE_F_MULTIPORT) |
+			    (1ull << VIRTIO_F_EVENT_IDX) |
+			    (1ull << VIRTIO_F_INDIRECT_DESC) |
+			    (1ull << VIRTIO_CONSOLE_F_EMERG_WRITE) |
+			    (1ull << VIRTIO_CONSOLE_F_SIZE),
+		.protocol_features = (1ull << VU_PROTOCOL_F_MQ) |
+				     (1ull << VU_PROTOCOL_F_REPLY_ACK) |
+				     (1ull << VU_PROTOCOL_F_BACKEND_REQ) |
+				     (1ull << VU_PROTOCOL_F_CONFIG),
+	};
+	struct vser *dev;
+
+	if (cfg->max_ports < 1 || cfg->max_ports > VSER_MAX_PORTS_LIMIT)
+		return NULL;
+	dev = calloc(1, sizeof(*dev));
+	if (!dev)
+		return NULL;
+	dev->ports = calloc(cfg->max_ports, sizeof(*dev->ports));
+	if (!dev->ports)
+		goto err_free_dev;
+	dev->loop = loop;
+	dev->cfg = *cfg;
+	if (!dev->cfg.console_ring)
+		dev->cfg.console_ring = VSER_CONSOLE_RING_DEFAULT;
+	if (!dev->cfg.out_buf)
+		dev->cfg.out_buf = VSER_OUT_BUF_DEFAULT;
+	dev->config.max_nr_ports = cfg->max_ports;
+	TAILQ_INIT(&dev->ctrl_out);
+	vcfg.nqueues = 2 * (cfg->max_ports + 1);
+	dev->vu = vu_new(loop, &vcfg, &vser_vu_ops, dev);
+	if (!dev->vu)
+		goto err_free_ports;
+	return dev;
+
+err_free_ports:
+	free(dev->ports);
+err_free_dev:
+	free(dev);
+	return NULL;
+}
+
+void vser_free(struct vser *dev)
+{
+	if (!dev)
+		return;
+	vu_free(dev->vu);
+	dev_reset(dev);
+	if (dev->process_scheduled)
+		vp_defer_cancel(dev->loop, process_cb, dev);
+	for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++)
+		if (dev->ports[nr])
+			port_free(dev->ports[nr]);
+	free(dev->ports);
+	free(dev);
+}
+
+void vser_set_listener(struct vser *dev, const struct vser_listener *l,
+		       void *opaque)
+{
+	dev->listener = l;
+	dev->listener_opaque = opaque;
+}
+
+struct vu *vser_vu(struct vser *dev)
+{
+	return dev->vu;
+}
+
+unsigned vser_max_ports(const struct vser *dev)
+{
+	return dev->cfg.max_ports;
+}
+
+struct vser_port *vser_port_by_nr(struct vser *dev, unsigned nr)
+{
+	return nr < dev->cfg.max_ports ? dev->ports[nr] : NULL;
+}
+
+struct vser_port *vser_port_next(struct vser *dev, unsigned nr)
+{
+	for (; nr < dev->cfg.max_ports; nr++)
+		if (dev->ports[nr])
+			return dev->ports[nr];
+	return NULL;
+}
+
+bool vser_driver_ready(const struct vser *dev)
+{
+	return dev->driver_ready;
+}
+
+bool vser_frontend_connected(const struct vser *dev)
+{
+	return vu_connected(dev->vu);
+}
+
+uint64_t vser_features(const struct vser *dev)
+{
+	return dev->features;
+}
+
+unsigned vser_port_nr(const struct vser_port *port)
+{
+	return port->nr;
+}
+
+const char *vser_port_name(const struct vser_port *port)
+{
+	return port->name;
+}
+
+bool vser_port_is_console(const struct vser_port *port)
+{
+	return port->console;
+}
+
+bool vser_port_guest_connected(const struct vser_port *port)
+{
+	return port->guest_connected;
+}
+
+bool vser_port_host_connected(const struct vser_port *port)
+{
+	return port->host_connected;
+}
+
+void vser_port_stats(const struct vser_port *port, struct vser_port_stats *st)
+{
+	*st = port->st;
+}
