@@ -247,7 +247,7 @@ int vp_opts_parse(struct vp_opts *o, int argc, char **argv, char *err,
 	o->mode = 0600;
 	err[0] = '\0';
 	opterr = 0;
-	optind = 1;
+	optind = 0; /* 0, not 1: makes glibc forget a half-parsed "-xo" group */
 	while ((c = getopt_long(argc, argv, ":ho:V", long_opts, NULL)) != -1) {
 		unsigned long v;
 
@@ -311,6 +311,9 @@ int vp_opts_parse(struct vp_opts *o, int argc, char **argv, char *err,
 			return fail(err, errlen, "option '%s' needs an argument",
 				    argv[optind - 1]);
 		default:
+			if (optopt)
+				return fail(err, errlen, "unknown option '-%c'",
+					    optopt);
 			return fail(err, errlen, "unknown option '%s'",
 				    argv[optind - 1]);
 		}

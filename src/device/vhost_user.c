@@ -120,6 +120,9 @@ static void queue_maybe_start(struct vu *vu, unsigned q)
 			   q);
 		return;
 	}
+	/* A ring restarted mid-life resumes where its used ring stands,
+	 * which is behind last_avail by whatever was popped and not pushed. */
+	vq->vq.used_idx = __atomic_load_n(&vq->vq.used->idx, __ATOMIC_ACQUIRE);
 	vq->vq.event_idx = vu->features & (1ull << VIRTIO_F_EVENT_IDX);
 	vq->vq.indirect = vu->features & (1ull << VIRTIO_F_INDIRECT_DESC);
 	if (vq->kick_fd >= 0) {
@@ -366,6 +369,7 @@ static int h_get_queue_num(struct req *r)
 static int map_region(struct vq_mem_region *r, const struct vu_mem_region *m,
 		      int fd)
 {
+	struct stat st;
 	uint64_t len;
 	void *p;
 
@@ -376,6 +380,12 @@ static int map_region(struct vq_mem_region *r, const struct vu_mem_region *m,
 	/* Map from offset 0: mmap_offset need not be page aligned. */
 	len = m->mmap_offset + m->size;
 	if (len > SIZE_MAX)
+		return -EINVAL;
+	/* Touching a mapping beyond the end of its file is SIGBUS: a short
+	 * file from the frontend must be refused here, not found later. */
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode) && (uint64_t)st.st_size < len)
 		return -EINVAL;
 	p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)

@@ -39,6 +39,7 @@ struct vser_port {
 	bool host_announced;  /* what we last queued as PORT_OPEN */
 	bool close_pending;   /* host closed; PORT_OPEN(0) waits for `out` */
 	bool dirty;           /* needs port_service() */
+	bool state_changed;   /* the listener has not heard of a state change */
 
 	/* Guest -> host. */
 	struct vq_elem_list held; /* generic ports: guest TX buffers */
@@ -267,6 +268,7 @@ static void handle_guest_open(struct vser_port *port, uint16_t value)
 			announce_host(port);
 		}
 	}
+	port->state_changed = true;
 	port_schedule(port);
 }
 
@@ -589,8 +591,10 @@ static void port_service(struct vser_port *port)
 		port->close_pending = false;
 		announce_host(port);
 	}
-	if (changed)
+	if (changed || port->state_changed) {
+		port->state_changed = false;
 		notify_listener(port);
+	}
 }
 
 void vser_port_set_host_connected(struct vser_port *port, bool connected)

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Install what is missing, build with -Werror, run every test suite (unit,
+# integration, guest) and end with one summary line.  Exit status is
+# non-zero if anything failed.  CI (.ci/run) runs exactly this.
+#
+#   scripts/test.sh [unit|integration|guest ...]   (default: all)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+suites=("$@")
+[ ${#suites[@]} -gt 0 ] || suites=(unit integration guest)
+
+scripts/install-deps.sh || { echo "test.sh: installing dependencies failed"; exit 1; }
+
+# A machine without what the tests need fails loudly, never skips.
+for need in /dev/fuse /usr/bin/linux.uml; do
+	[ -e "$need" ] || { echo "test.sh: $need is missing: cannot test"; exit 1; }
+done
+
+build=${VPORTFS_BUILD:-$root/build}
+export VPORTFS_BUILD=$build
+cmake -S . -B "$build" -DVPORTFS_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+	cmake --build "$build" -j"$(nproc)" >/dev/null ||
+	{ cmake --build "$build" 2>&1 | tail -40; echo "test.sh: build FAILED"; exit 1; }
+
+declare -A result
+failed=0
+
+run() {
+	local name=$1 limit=$2
+	shift 2
+	echo "=== $name"
+	if timeout --kill-after=10 "$limit" "$@"; then
+		result[$name]=pass
+	else
+		result[$name]="FAIL($?)"
+		failed=1
+	fi
+}
+
+for s in "${suites[@]}"; do
+	case $s in
+	unit)
+		run unit 300 ctest --test-dir "$build" --output-on-failure --timeout 60 ;;
+	integration)
+		run integration 900 python3 -m unittest discover -v \
+			-s tests/integration -t "$root" ;;
+	guest)
+		run guest-harness 300 tests/guest/test_harness.sh
+		run guest 1200 python3 -m unittest discover -v -s tests/guest -t "$root" ;;
+	*)
+		echo "test.sh: unknown suite '$s' (unit, integration, guest)"; exit 2 ;;
+	esac
+done
+
+# Nothing may be left behind by a suite.
+leftover=$(grep -c ' fuse.vportfs ' /proc/mounts || true)
+if [ "$leftover" != 0 ]; then
+	echo "test.sh: $leftover vportfs mount(s) left behind:"; grep ' fuse.vportfs ' /proc/mounts
+	failed=1
+	result[leftovers]=FAIL
+fi
+
+summary=""
+for k in "${!result[@]}"; do summary+="$k=${result[$k]} "; done
+if [ $failed = 0 ]; then
+	echo "test.sh: ALL PASSED: $summary"
+else
+	echo "test.sh: FAILED: $summary"
+fi
+exit $failed

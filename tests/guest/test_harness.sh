@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Self-test of scripts/uml-run.sh, the UML guest harness, with no vhost-user
+# backend: plain boots, exit status, output, environment, timeout, boot
+# failure, an absent socket, SIGTERM and SIGKILL to the harness, two runs
+# at once, a guest reboot. Prints one line per check ("ok - ..." or
+# "FAIL - ...") and exits non-zero if any check failed. Takes about 35 s.
+#
+# Leftovers are looked for by each run's work dir, which appears in UML's
+# command line (init=<workdir>/init.sh): other UML guests may be running on
+# the machine at the same time, so "no linux.uml at all" proves nothing.
+# Zombies do not count: the host's init reaps them in its own time.
+
+# Guest commands are single-quoted on purpose: they expand in the guest.
+# shellcheck disable=SC2016
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+run=$here/../../scripts/uml-run.sh
+modules=(/usr/lib/uml/modules/*)
+uname_r=${modules[0]##*/}
+
+# Under /var/tmp: the guest has its own /tmp. Also the cwd, which the
+# guest command inherits.
+scratch=$(mktemp -d /var/tmp/uml-harness-test.XXXXXX)
+trap 'cd / && rm -rf -- "$scratch"' EXIT
+cd "$scratch"
+
+failures=0
+ok() { echo "ok - $*"; }
+fail() {
+	echo "FAIL - $*"
+	failures=$((failures + 1))
+}
+
+# live_procs DIR: how many live (non-zombie) processes of the run in DIR.
+live_procs() {
+	{ pgrep -f -r D,R,S,T,t,I,W,P -- "$1/init.sh" || true; } | wc -l
+}
+
+# result NAME: runs the harness with the remaining args, storing exit
+# status, stdout, stderr and wall time in rc, out, err, secs.
+result() {
+	local name=$1
+	shift
+	local t0 t1
+	t0=$(date +%s%N)
+	rc=0
+	"$run" "$@" >"$scratch/$name.out" 2>"$scratch/$name.err" || rc=$?
+	t1=$(date +%s%N)
+	secs=$(((t1 - t0) / 1000000))
+	secs=$((secs / 1000)).$(printf '%03d' $((secs % 1000)))
+	out=$(cat "$scratch/$name.out")
+	err=$(cat "$scratch/$name.err")
+}
+
+# 1. A plain boot runs the command and relays its output and status.
+result plain -- 'uname -r; ls /sys/class; echo hi; echo to-stderr >&2'
+if [ "$rc" = 0 ] && [[ $out == "$uname_r"*tty*hi ]] && [ "$err" = to-stderr ]; then
+	ok "plain boot runs the command, relays stdout and stderr (${secs}s)"
+else
+	fail "plain boot: rc=$rc out=[$out] err=[$err]"
+fi
+boot1=$secs
+
+# 2. The command's exit status is the harness's.
+result exit7 -- 'exit 7'
+if [ "$rc" = 7 ]; then
+	ok "exit 7 in the guest gives 7"
+else
+	fail "exit 7 gave $rc: $err"
+fi
+boot2=$secs
+
+# 3. Several words are one sh -c command; the guest's environment.
+touch "/tmp/uml-harness-host-only.$$"
+result env --env 'GREETING=it'\''s "quoted"' -- \
+	'echo "$GREETING|$PATH|$HOME"; ls /tmp | wc -l; test -d /sys/module/virtio_console && echo module;' \
+	'test -L /dev/fd && echo devfd; pwd'
+rm -f "/tmp/uml-harness-host-only.$$"
+want="it's \"quoted\"|/usr/sbin:/usr/bin:/sbin:/bin|/root
+0
+module
+devfd
+$scratch"
+if [ "$rc" = 0 ] && [ "$out" = "$want" ]; then
+	ok "--env, PATH/HOME, private /tmp, virtio_console loaded, /dev/fd, caller's cwd"
+else
+	fail "guest environment: rc=$rc out=[$out] want=[$want] err=[$err]"
+fi
+boot3=$secs
+
+# 4. Timeout: 124, the console tail on stderr, no process left.
+result timeout --timeout 10 --workdir "$scratch/to" -- 'echo started; sleep 1000'
+left=$(live_procs "$scratch/to")
+if [ "$rc" = 124 ] && [ "$out" = started ] && [[ $err == *"timeout after 10s"* ]] &&
+	[ "$left" = 0 ] && [ -z "$(ls -A "$scratch/to")" ]; then
+	ok "sleep 1000 with --timeout 10 gives 124 after ${secs}s, nothing left behind"
+else
+	fail "timeout: rc=$rc after ${secs}s, $left processes left, out=[$out] err=[${err:0:200}]"
+fi
+
+# 5. A guest that cannot boot: 125 and the console tail.
+result nomem --mem 4M -- 'echo should-not-run'
+if [ "$rc" = 125 ] && [ -z "$out" ] && [[ $err == *"did not run the command"* ]]; then
+	ok "boot failure (--mem 4M) gives 125 with the console tail"
+else
+	fail "boot failure: rc=$rc out=[$out] err=[${err:0:200}]"
+fi
+
+# 6. A socket nobody listens on: the guest boots without the device and
+# does not sit out the port wait.
+result nosock --socket "$scratch/nobody.sock" --port-wait 10 -- \
+	'ls /sys/class/virtio-ports | wc -l; test -e /dev/virtio-ports || echo no-links'
+if [ "$rc" = 0 ] && [ "$out" = "0
+no-links" ] && [ "${secs%.*}" -lt 8 ]; then
+	ok "absent socket: boots without virtio ports in ${secs}s"
+else
+	fail "absent socket: rc=$rc after ${secs}s out=[$out] err=[$err]"
+fi
+
+# 7. SIGTERM to the harness kills the guest and cleans up.
+"$run" --workdir "$scratch/sig" -- 'sleep 1000' >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 100); do
+	[ ! -e "$scratch/sig/started" ] || break
+	sleep 0.1
+done
+before=$(live_procs "$scratch/sig")
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+left=$(live_procs "$scratch/sig")
+if [ "$rc" = 143 ] && [ "$before" -gt 0 ] && [ "$left" = 0 ] &&
+	[ -z "$(ls -A "$scratch/sig")" ]; then
+	ok "SIGTERM to the harness: 143, all $before UML processes gone"
+else
+	fail "SIGTERM: rc=$rc, $before processes before, $left after"
+fi
+
+# 8. SIGKILL to the harness: its guard process still kills the guest.
+"$run" --workdir "$scratch/kill" -- 'sleep 1000' >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 100); do
+	[ ! -e "$scratch/kill/started" ] || break
+	sleep 0.1
+done
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null || true
+for _ in $(seq 30); do
+	[ "$(live_procs "$scratch/kill")" != 0 ] || break
+	sleep 0.1
+done
+left=$(live_procs "$scratch/kill")
+if [ "$left" = 0 ]; then
+	ok "SIGKILL to the harness: no UML process left"
+else
+	fail "SIGKILL: $left UML processes left"
+	pkill -KILL -f -- "$scratch/kill/init.sh" || true
+fi
+
+# 9. Two runs at once, from different directories.
+(cd / && exec "$run" -- 'echo one; exit 3') >"$scratch/c1.out" 2>&1 &
+p1=$!
+(cd /var && exec "$run" -- 'echo two; exit 4') >"$scratch/c2.out" 2>&1 &
+p2=$!
+rc1=0 rc2=0
+wait "$p1" || rc1=$?
+wait "$p2" || rc2=$?
+if [ "$rc1" = 3 ] && [ "$rc2" = 4 ] && [ "$(cat "$scratch/c1.out")" = one ] &&
+	[ "$(cat "$scratch/c2.out")" = two ]; then
+	ok "two concurrent runs keep their output and status apart"
+else
+	fail "concurrent runs: rc=$rc1/$rc2 out=[$(cat "$scratch/c1.out")]/[$(cat "$scratch/c2.out")]"
+fi
+
+# 10. A guest reboot boots UML again and reruns the command.
+result reboot -- 'echo "boot $UML_BOOT"; [ "$UML_BOOT" != 1 ] || reboot -f; exit 9'
+if [ "$rc" = 9 ] && [ "$out" = "boot 1
+boot 2" ]; then
+	ok "reboot -f in the guest reruns the command with UML_BOOT=2 (${secs}s)"
+else
+	fail "reboot: rc=$rc out=[$out] err=[${err:0:200}]"
+fi
+
+echo "# boot+run+poweroff wall time of small commands: ${boot1}s ${boot2}s ${boot3}s"
+if [ "$failures" = 0 ]; then
+	echo "# all harness checks passed"
+else
+	echo "# $failures harness check(s) failed"
+fi
+[ "$failures" = 0 ]

@@ -1,0 +1,132 @@
+"""Test harness: run a real vportfs daemon on a private temp dir.
+
+Every daemon started here is stopped, and its mount removed, when the test
+ends, when the test process exits, or when it is killed by a signal the
+runner forwards (SIGTERM): nothing may stay mounted or running.
+"""
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("VPORTFS_BUILD", os.path.join(ROOT, "build"))
+VPORTFS = os.path.join(BUILD, "vportfs")
+VPORTFS_SIM = os.path.join(BUILD, "vportfs-sim")
+
+_live = []
+
+
+def wait_until(pred, timeout=5.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise TimeoutError("timed out waiting for " + what)
+        time.sleep(interval)
+
+
+def force_unmount(path):
+    if os.path.ismount(path):
+        subprocess.run(["umount", "-l", path], stderr=subprocess.DEVNULL)
+    if os.path.ismount(path):
+        subprocess.run(["fusermount3", "-uz", path], stderr=subprocess.DEVNULL)
+
+
+class Daemon:
+    """vportfs --socket DIR/vhost.sock [ports] DIR/mnt, in a private dir."""
+
+    def __init__(self, ports=("name=data",), args=(), tmp_parent="/var/tmp"):
+        self.dir = tempfile.mkdtemp(prefix="vportfs-test-", dir=tmp_parent)
+        self.sock = os.path.join(self.dir, "vhost.sock")
+        self.mnt = os.path.join(self.dir, "mnt")
+        self.log = os.path.join(self.dir, "daemon.log")
+        os.mkdir(self.mnt)
+        self.ports = list(ports)
+        self.args = list(args)
+        self.proc = None
+
+    def argv(self):
+        argv = [VPORTFS, "--socket", self.sock]
+        for p in self.ports:
+            argv += ["--port", p]
+        return argv + self.args + [self.mnt]
+
+    def start(self, timeout=10.0):
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(self.argv(), stdout=log,
+                                         stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        _live.append(self)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise RuntimeError("vportfs exited with %d:\n%s" %
+                                   (self.proc.returncode, self.read_log()))
+            return os.path.ismount(self.mnt) and os.path.exists(self.sock)
+        wait_until(up, timeout, what="vportfs to mount")
+        return self
+
+    def path(self, name):
+        return os.path.join(self.mnt, name)
+
+    def read_log(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        """Stop the daemon; returns its exit status (None if killed)."""
+        status = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                status = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        elif self.proc is not None:
+            status = self.proc.returncode
+        force_unmount(self.mnt)
+        if self in _live:
+            _live.remove(self)
+        return status
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+def _cleanup_all(*_):
+    for d in list(_live):
+        try:
+            d.cleanup()
+        except Exception:
+            pass
+
+
+atexit.register(_cleanup_all)
+
+
+def _on_term(signum, frame):
+    _cleanup_all()
+    raise SystemExit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _on_term)

@@ -1,0 +1,519 @@
+/*
+ * Unit tests for src/cli/options.c: the daemon's command line.
+ *
+ * Each error case checks both -EINVAL and that the message names the
+ * offending option, since that line is all the user gets before exit 2.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "vportfs/options.h"
+
+#define MAX_ARGS 32
+
+struct fx {
+	struct vp_opts o;
+	char err[256];
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	*state = f;
+	return 0;
+}
+
+/* Make glibc's getopt forget everything (optind 0 forces a full
+ * re-initialisation, including a half-scanned option group), so that one
+ * test's failure cannot leak into the next. */
+static void reset_getopt(void)
+{
+	static char arg0[] = "t";
+	char *argv[] = { arg0, NULL };
+
+	optind = 0;
+	opterr = 0;
+	while (getopt(1, argv, "") != -1)
+		;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	reset_getopt();
+
+	vp_opts_free(&f->o);
+	free(f);
+	return 0;
+}
+
+/* Parse a NULL-terminated argument list (argv[0] is supplied). */
+static int parse_v(struct fx *f, va_list ap)
+{
+	/* getopt permutes argv, so it must be writable. */
+	static char *argv[MAX_ARGS + 2];
+	int argc = 0;
+	const char *a;
+
+	argv[argc++] = (char *)"vportfs";
+	while ((a = va_arg(ap, const char *))) {
+		assert_true(argc <= MAX_ARGS);
+		argv[argc++] = (char *)a;
+	}
+	argv[argc] = NULL;
+	memset(f->err, 0, sizeof(f->err));
+	vp_opts_free(&f->o);
+	return vp_opts_parse(&f->o, argc, argv, f->err, sizeof(f->err));
+}
+
+static int parse(struct fx *f, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, f);
+	rc = parse_v(f, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* Expect -EINVAL and a message containing `needle`. */
+static void expect_error(struct fx *f, const char *needle, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, needle);
+	rc = parse_v(f, ap);
+	va_end(ap);
+	assert_int_equal(rc, -EINVAL);
+	if (!strstr(f->err, needle))
+		fail_msg("error message \"%s\" does not name \"%s\"", f->err,
+			 needle);
+	/* One line, no trailing newline: main() adds it. */
+	assert_null(strchr(f->err, '\n'));
+}
+
+/* ---- good command lines ------------------------------------------------ */
+
+static void test_defaults_with_socket_and_mountpoint(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(parse(f, "--socket", "/run/vm1.sock", "/mnt/vm1",
+			       NULL),
+			 0);
+	assert_string_equal(f->o.socket_path, "/run/vm1.sock");
+	assert_string_equal(f->o.mountpoint, "/mnt/vm1");
+	assert_int_equal(f->o.listen_fd, -1);
+	assert_int_equal(f->o.max_ports, 31);
+	assert_int_equal(f->o.mode, 0600);
+	assert_int_equal(f->o.nports, 0);
+	assert_int_equal(f->o.log_level, VP_LOG_WARN);
+	assert_int_equal(f->o.uid, getuid());
+	assert_int_equal(f->o.gid, getgid());
+	assert_false(f->o.allow_other);
+	assert_false(f->o.default_permissions);
+	assert_false(f->o.syslog);
+	assert_false(f->o.help);
+	assert_false(f->o.version);
+	assert_false(f->o.print_capabilities);
+}
+
+static void test_fd_instead_of_socket(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(parse(f, "--fd", "3", "/mnt", NULL), 0);
+	assert_int_equal(f->o.listen_fd, 3);
+	assert_null(f->o.socket_path);
+}
+
+static void test_full_command_line(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(parse(f, "--socket", "s", "--max-ports", "511",
+			       "--port", "name=org.qemu.guest_agent.0",
+			       "--port", "name=console0,console=on,nr=0",
+			       "--port", "name=b,nr=510", "-o",
+			       "allow_other,default_permissions,uid=1000,gid=100,mode=0640",
+			       "--log-level", "debug", "--syslog", "/mnt", NULL),
+			 0);
+	assert_int_equal(f->o.max_ports, 511);
+	assert_int_equal(f->o.nports, 3);
+	assert_string_equal(f->o.ports[0].name, "org.qemu.guest_agent.0");
+	assert_int_equal(f->o.ports[0].nr, -1);
+	assert_false(f->o.ports[0].console);
+	assert_string_equal(f->o.ports[1].name, "console0");
+	assert_int_equal(f->o.ports[1].nr, 0);
+	assert_true(f->o.ports[1].console);
+	assert_int_equal(f->o.ports[2].nr, 510);
+	assert_true(f->o.allow_other);
+	assert_true(f->o.default_permissions);
+	assert_int_equal(f->o.uid, 1000);
+	assert_int_equal(f->o.gid, 100);
+	assert_int_equal(f->o.mode, 0640);
+	assert_int_equal(f->o.log_level, VP_LOG_DEBUG);
+	assert_true(f->o.syslog);
+}
+
+static void test_options_after_mountpoint_are_parsed(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(parse(f, "/mnt", "--socket", "s", "--max-ports", "4",
+			       NULL),
+			 0);
+	assert_string_equal(f->o.mountpoint, "/mnt");
+	assert_int_equal(f->o.max_ports, 4);
+}
+
+static void test_repeated_o_options_accumulate(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(parse(f, "--socket", "s", "-o", "allow_other", "-o",
+			       "mode=755", "/mnt", NULL),
+			 0);
+	assert_true(f->o.allow_other);
+	assert_int_equal(f->o.mode, 0755);
+}
+
+static void test_help_version_and_capabilities_need_nothing_else(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(parse(f, "--help", NULL), 0);
+	assert_true(f->o.help);
+	assert_int_equal(parse(f, "-h", NULL), 0);
+	assert_true(f->o.help);
+	assert_int_equal(parse(f, "-V", NULL), 0);
+	assert_true(f->o.version);
+	assert_int_equal(parse(f, "--version", NULL), 0);
+	assert_true(f->o.version);
+	assert_int_equal(parse(f, "--print-capabilities", NULL), 0);
+	assert_true(f->o.print_capabilities);
+}
+
+static void test_parse_can_be_called_twice(void **state)
+{
+	struct fx *f = *state;
+
+	/* getopt state is reset between calls. */
+	assert_int_equal(parse(f, "--socket", "a", "/m1", NULL), 0);
+	assert_int_equal(parse(f, "--socket", "b", "/m2", NULL), 0);
+	assert_string_equal(f->o.socket_path, "b");
+	assert_string_equal(f->o.mountpoint, "/m2");
+}
+
+/* ---- --port specs ------------------------------------------------------- */
+
+static void test_port_spec_name_only(void **state)
+{
+	struct fx *f = *state;
+	struct vp_port_spec p;
+
+	assert_int_equal(vp_opts_parse_port("name=agent", &p, f->err,
+					    sizeof(f->err)),
+			 0);
+	assert_string_equal(p.name, "agent");
+	assert_int_equal(p.nr, -1);
+	assert_false(p.console);
+}
+
+static void test_port_spec_nr_and_console_on_off(void **state)
+{
+	struct fx *f = *state;
+	struct vp_port_spec p;
+
+	assert_int_equal(vp_opts_parse_port("nr=7,name=c,console=on", &p,
+					    f->err, sizeof(f->err)),
+			 0);
+	assert_string_equal(p.name, "c");
+	assert_int_equal(p.nr, 7);
+	assert_true(p.console);
+	assert_int_equal(vp_opts_parse_port("name=c,console=off", &p, f->err,
+					    sizeof(f->err)),
+			 0);
+	assert_false(p.console);
+	assert_int_equal(p.nr, -1);
+}
+
+static void test_port_spec_double_comma_escapes_a_comma_in_the_name(
+	void **state)
+{
+	struct fx *f = *state;
+	struct vp_port_spec p;
+
+	assert_int_equal(vp_opts_parse_port("name=a,,b,,,,c,nr=2", &p, f->err,
+					    sizeof(f->err)),
+			 0);
+	assert_string_equal(p.name, "a,b,,c");
+	assert_int_equal(p.nr, 2);
+	assert_int_equal(vp_opts_parse_port("name=trailing,,", &p, f->err,
+					    sizeof(f->err)),
+			 0);
+	assert_string_equal(p.name, "trailing,");
+}
+
+static void test_port_spec_name_of_255_bytes_is_accepted_256_is_not(
+	void **state)
+{
+	struct fx *f = *state;
+	struct vp_port_spec p;
+	char spec[5 + VSER_NAME_MAX + 2];
+
+	memcpy(spec, "name=", 5);
+	memset(spec + 5, 'n', VSER_NAME_MAX);
+	spec[5 + VSER_NAME_MAX] = '\0';
+	assert_int_equal(vp_opts_parse_port(spec, &p, f->err, sizeof(f->err)),
+			 0);
+	assert_int_equal(strlen(p.name), VSER_NAME_MAX);
+	spec[5 + VSER_NAME_MAX] = 'n';
+	spec[5 + VSER_NAME_MAX + 1] = '\0';
+	assert_int_equal(vp_opts_parse_port(spec, &p, f->err, sizeof(f->err)),
+			 -EINVAL);
+	assert_non_null(strstr(f->err, "name"));
+}
+
+/* ---- errors --------------------------------------------------------------- */
+
+static void test_unknown_long_option_is_named(void **state)
+{
+	expect_error(*state, "--bogus", "--socket", "s", "--bogus", "/mnt",
+		     NULL);
+}
+
+static void test_unknown_short_option_is_named(void **state)
+{
+	expect_error(*state, "-x", "--socket", "s", "-x", "/mnt", NULL);
+}
+
+static void test_unknown_short_option_in_a_group_is_named(void **state)
+{
+	/* "-xo allow_other": the bad one is -x, not the previous argument. */
+	expect_error(*state, "-x", "--socket", "s", "-xo", "allow_other", "/mnt",
+		     NULL);
+}
+
+static void test_parse_after_error_inside_option_group_starts_fresh(
+	void **state)
+{
+	struct fx *f = *state;
+
+	/* The first parse stops inside "-xo"; the second must not resume
+	 * there (it would read "-o" with the wrong argument). */
+	assert_int_equal(parse(f, "--socket", "s", "-xo", "allow_other", "/mnt",
+			       NULL),
+			 -EINVAL);
+	assert_int_equal(parse(f, "--socket", "s", "--max-ports", "4", "/mnt",
+			       NULL),
+			 0);
+	assert_int_equal(f->o.max_ports, 4);
+	assert_false(f->o.allow_other);
+}
+
+static void test_missing_option_argument_is_named(void **state)
+{
+	expect_error(*state, "--max-ports", "--socket", "s", "/mnt",
+		     "--max-ports", NULL);
+}
+
+static void test_missing_mountpoint(void **state)
+{
+	expect_error(*state, "MOUNTPOINT", "--socket", "s", NULL);
+}
+
+static void test_two_mountpoints(void **state)
+{
+	expect_error(*state, "/b", "--socket", "s", "/a", "/b", NULL);
+}
+
+static void test_both_socket_and_fd(void **state)
+{
+	expect_error(*state, "--socket", "--socket", "s", "--fd", "3", "/mnt",
+		     NULL);
+	expect_error(*state, "--fd", "--socket", "s", "--fd", "3", "/mnt",
+		     NULL);
+}
+
+static void test_neither_socket_nor_fd(void **state)
+{
+	expect_error(*state, "--socket", "/mnt", NULL);
+	expect_error(*state, "--fd", "/mnt", NULL);
+}
+
+static void test_bad_fd(void **state)
+{
+	expect_error(*state, "--fd", "--fd", "-1", "/mnt", NULL);
+	expect_error(*state, "--fd", "--fd", "three", "/mnt", NULL);
+}
+
+static void test_max_ports_0_512_and_abc(void **state)
+{
+	expect_error(*state, "--max-ports", "--socket", "s", "--max-ports", "0",
+		     "/mnt", NULL);
+	expect_error(*state, "--max-ports", "--socket", "s", "--max-ports",
+		     "512", "/mnt", NULL);
+	expect_error(*state, "--max-ports", "--socket", "s", "--max-ports",
+		     "abc", "/mnt", NULL);
+	expect_error(*state, "--max-ports", "--socket", "s", "--max-ports",
+		     "-1", "/mnt", NULL);
+	expect_error(*state, "--max-ports", "--socket", "s", "--max-ports",
+		     "31x", "/mnt", NULL);
+	expect_error(*state, "--max-ports", "--socket", "s", "--max-ports", "",
+		     "/mnt", NULL);
+}
+
+static void test_port_without_name(void **state)
+{
+	expect_error(*state, "name", "--socket", "s", "--port", "nr=3", "/mnt",
+		     NULL);
+	expect_error(*state, "--port", "--socket", "s", "--port", "nr=3",
+		     "/mnt", NULL);
+}
+
+static void test_port_unknown_key(void **state)
+{
+	expect_error(*state, "colour", "--socket", "s", "--port",
+		     "name=a,colour=red", "/mnt", NULL);
+}
+
+static void test_port_key_without_value(void **state)
+{
+	expect_error(*state, "--port", "--socket", "s", "--port", "name", "/mnt",
+		     NULL);
+}
+
+static void test_port_bad_console_value(void **state)
+{
+	expect_error(*state, "console", "--socket", "s", "--port",
+		     "name=a,console=maybe", "/mnt", NULL);
+}
+
+static void test_port_nr_out_of_range(void **state)
+{
+	expect_error(*state, "nr", "--socket", "s", "--port", "name=a,nr=511",
+		     "/mnt", NULL);
+	expect_error(*state, "nr", "--socket", "s", "--port", "name=a,nr=-1",
+		     "/mnt", NULL);
+	expect_error(*state, "nr", "--socket", "s", "--port", "name=a,nr=x",
+		     "/mnt", NULL);
+}
+
+static void test_port_nr_not_below_max_ports(void **state)
+{
+	expect_error(*state, "--max-ports", "--socket", "s", "--max-ports", "4",
+		     "--port", "name=a,nr=4", "/mnt", NULL);
+	/* Whatever the order of the options. */
+	expect_error(*state, "nr=4", "--socket", "s", "--port", "name=a,nr=4",
+		     "--max-ports", "4", "/mnt", NULL);
+}
+
+static void test_port_duplicate_name(void **state)
+{
+	expect_error(*state, "'a'", "--socket", "s", "--port", "name=a",
+		     "--port", "name=a,nr=3", "/mnt", NULL);
+}
+
+static void test_port_duplicate_nr(void **state)
+{
+	expect_error(*state, "nr=3", "--socket", "s", "--port", "name=a,nr=3",
+		     "--port", "name=b,nr=3", "/mnt", NULL);
+}
+
+static void test_more_ports_than_max_ports(void **state)
+{
+	expect_error(*state, "--max-ports", "--socket", "s", "--max-ports", "2",
+		     "--port", "name=a", "--port", "name=b", "--port", "name=c",
+		     "/mnt", NULL);
+}
+
+static void test_o_unknown_option(void **state)
+{
+	expect_error(*state, "unknown", "--socket", "s", "-o", "unknown",
+		     "/mnt", NULL);
+	expect_error(*state, "-o", "--socket", "s", "-o", "allow_other,nosuch",
+		     "/mnt", NULL);
+}
+
+static void test_o_mode_not_octal(void **state)
+{
+	expect_error(*state, "mode", "--socket", "s", "-o", "mode=9", "/mnt",
+		     NULL);
+	expect_error(*state, "mode", "--socket", "s", "-o", "mode=", "/mnt",
+		     NULL);
+	expect_error(*state, "mode", "--socket", "s", "-o", "mode=17777",
+		     "/mnt", NULL);
+}
+
+static void test_o_uid_not_a_number(void **state)
+{
+	expect_error(*state, "uid", "--socket", "s", "-o", "uid=root", "/mnt",
+		     NULL);
+}
+
+static void test_log_level_bogus(void **state)
+{
+	expect_error(*state, "--log-level", "--socket", "s", "--log-level",
+		     "bogus", "/mnt", NULL);
+	expect_error(*state, "bogus", "--socket", "s", "--log-level", "bogus",
+		     "/mnt", NULL);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_defaults_with_socket_and_mountpoint),
+		T(test_fd_instead_of_socket),
+		T(test_full_command_line),
+		T(test_options_after_mountpoint_are_parsed),
+		T(test_repeated_o_options_accumulate),
+		T(test_help_version_and_capabilities_need_nothing_else),
+		T(test_parse_can_be_called_twice),
+		T(test_port_spec_name_only),
+		T(test_port_spec_nr_and_console_on_off),
+		T(test_port_spec_double_comma_escapes_a_comma_in_the_name),
+		T(test_port_spec_name_of_255_bytes_is_accepted_256_is_not),
+		T(test_unknown_long_option_is_named),
+		T(test_unknown_short_option_is_named),
+		T(test_unknown_short_option_in_a_group_is_named),
+		T(test_parse_after_error_inside_option_group_starts_fresh),
+		T(test_missing_option_argument_is_named),
+		T(test_missing_mountpoint),
+		T(test_two_mountpoints),
+		T(test_both_socket_and_fd),
+		T(test_neither_socket_nor_fd),
+		T(test_bad_fd),
+		T(test_max_ports_0_512_and_abc),
+		T(test_port_without_name),
+		T(test_port_unknown_key),
+		T(test_port_key_without_value),
+		T(test_port_bad_console_value),
+		T(test_port_nr_out_of_range),
+		T(test_port_nr_not_below_max_ports),
+		T(test_port_duplicate_name),
+		T(test_port_duplicate_nr),
+		T(test_more_ports_than_max_ports),
+		T(test_o_unknown_option),
+		T(test_o_mode_not_octal),
+		T(test_o_uid_not_a_number),
+		T(test_log_level_bogus),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
