@@ -45,10 +45,10 @@ for s in "${suites[@]}"; do
 		run unit 300 ctest --test-dir "$build" --output-on-failure --timeout 60 ;;
 	integration)
 		run integration 900 python3 -m unittest discover -v \
-			-s tests/integration -t "$root" ;;
+			-s tests/integration ;;
 	guest)
 		run guest-harness 300 tests/guest/test_harness.sh
-		run guest 1200 python3 -m unittest discover -v -s tests/guest -t "$root" ;;
+		run guest 1200 python3 -m unittest discover -v -s tests/guest ;;
 	*)
 		echo "test.sh: unknown suite '$s' (unit, integration, guest)"; exit 2 ;;
 	esac

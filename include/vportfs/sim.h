@@ -44,6 +44,8 @@ struct sim;
 /* user_addr - guest_addr of the region, so that a device mixing up ring
  * (user) and buffer (guest) addresses breaks at once. */
 #define SIM_DEFAULT_USER_OFFSET 0x7f0000000000ull
+/* sim_opts.rx_bufs: fill the receive queue. */
+#define SIM_RX_FILL UINT32_MAX
 
 struct sim_opts {
 	/* Guest memory: size in bytes (default 64 MiB), guest-physical base,
@@ -63,20 +65,22 @@ struct sim_opts {
 	unsigned max_ports;
 
 	/* Features and protocol features the sim asks for when offered. */
-	bool event_idx;	      /* VIRTIO_F_EVENT_IDX (default true) */
-	bool indirect;	      /* VIRTIO_F_INDIRECT_DESC (default true) */
-	bool reply_ack;	      /* PROTOCOL_F_REPLY_ACK (default true) */
-	bool backend_req;     /* PROTOCOL_F_BACKEND_REQ (default true) */
-	bool mq;	      /* PROTOCOL_F_MQ + GET_QUEUE_NUM (default true) */
-	bool call_eventfd;    /* call fds: eventfd instead of socketpair */
+	bool event_idx;	   /* VIRTIO_F_EVENT_IDX (default true) */
+	bool indirect;	   /* VIRTIO_F_INDIRECT_DESC (default true) */
+	bool reply_ack;	   /* PROTOCOL_F_REPLY_ACK (default true) */
+	bool backend_req;  /* PROTOCOL_F_BACKEND_REQ (default true) */
+	bool mq;	   /* PROTOCOL_F_MQ + GET_QUEUE_NUM (default true) */
+	bool call_eventfd; /* call fds: eventfd instead of socketpair */
 	/* Message order.  true (default): UML's, i.e. SET_FEATURES before
 	 * GET_CONFIG, and CALL/NUM/BASE/ADDR for every queue before
 	 * KICK/ENABLE for every queue.  false: GET_CONFIG before SET_FEATURES
 	 * and NUM/BASE/ADDR/CALL/KICK/ENABLE queue by queue. */
 	bool uml_order;
 
-	/* Receive buffers posted per port on PORT_ADD: count (0 = fill the
-	 * queue, like Linux's fill_queue) and size (default 4096).  With
+	/* Receive buffers posted per port on PORT_ADD: count (SIM_RX_FILL,
+	 * the default, fills the queue like Linux's fill_queue; 0 posts none,
+	 * so the device sees a guest without buffers until
+	 * sim_port_rx_post()) and size (default 4096).  With
 	 * rx_seg_size > 0 each buffer is a chain of segments of that size
 	 * (indirect when negotiated), separated in memory by canaries. */
 	unsigned rx_bufs;
@@ -91,8 +95,8 @@ struct sim_opts {
 	 * buffer; a buffer not returned within ctrl_timeout_ms is a device
 	 * bug (a real guest would spin forever).  false: fire and forget. */
 	bool ctrl_sync;
-	int ctrl_timeout_ms;   /* default 1000 */
-	int reply_timeout_ms;  /* vhost-user replies, default 5000 */
+	int ctrl_timeout_ms;  /* default 1000 */
+	int reply_timeout_ms; /* vhost-user replies, default 5000 */
 	/* Like Linux: data arriving on a closed generic port is discarded. */
 	bool discard_when_closed;
 	/* Record a device bug when a used ring advanced past used_event
@@ -181,6 +185,30 @@ struct sim_stats {
 };
 void sim_get_stats(const struct sim *sim, struct sim_stats *out);
 
+/* One queue as the driver sees it (for tests and fault injection). */
+struct sim_queue_info {
+	unsigned idx;
+	uint16_t num;
+	uint64_t desc_gpa, avail_gpa, used_gpa; /* guest-physical */
+	uint64_t desc_uaddr;			/* as sent in SET_VRING_ADDR */
+	uint16_t num_free;			/* free descriptor slots */
+	unsigned inflight;			/* chains not yet used */
+	uint16_t avail_idx, last_used;
+	uint16_t used_idx;   /* as the device last wrote it */
+	uint16_t used_flags; /* VRING_USED_F_NO_NOTIFY */
+	uint16_t avail_event;
+	bool broken, tainted;
+};
+/* -EINVAL if qidx >= nqueues. */
+int sim_queue_info(const struct sim *sim, unsigned qidx,
+		   struct sim_queue_info *out);
+
+/* Explains a stall: writes one line per suspicious queue into buf
+ * (NUL-terminated, truncated to len) -- a device that asked not to be
+ * kicked yet left buffers unprocessed, a used ring ahead of the last call,
+ * a broken queue.  Returns the number of findings.  For timeouts. */
+unsigned sim_diagnose(const struct sim *sim, char *buf, size_t len);
+
 /* Config space, read the way UML reads it: one field at a time, each with
  * GET_CONFIG offset 0, size = offset + len. */
 int sim_read_config(struct sim *sim, struct virtio_console_config *out);
@@ -203,14 +231,14 @@ struct sim_port_info {
 	bool guest_connected; /* our side open (console ports: always) */
 	bool has_queues;      /* nr < nports: data can flow */
 	bool rx_withheld;
-	uint16_t cols, rows;	 /* last RESIZE, 0 if none */
-	unsigned rx_avail;	 /* RX buffers posted, not yet used */
-	size_t rx_pending;	 /* received bytes not yet read */
-	size_t tx_pending;	 /* bytes in TX buffers not yet returned */
-	uint64_t rx_total;	 /* bytes received, ever */
-	uint64_t tx_total;	 /* bytes whose TX buffer came back */
-	uint64_t rx_discarded;	 /* bytes dropped: port closed / removed */
-	unsigned adds, removes;	 /* PORT_ADD / PORT_REMOVE seen for nr */
+	uint16_t cols, rows;	/* last RESIZE, 0 if none */
+	unsigned rx_avail;	/* RX buffers posted, not yet used */
+	size_t rx_pending;	/* received bytes not yet read */
+	size_t tx_pending;	/* bytes in TX buffers not yet returned */
+	uint64_t rx_total;	/* bytes received, ever */
+	uint64_t tx_total;	/* bytes whose TX buffer came back */
+	uint64_t rx_discarded;	/* bytes dropped: port closed / removed */
+	unsigned adds, removes; /* PORT_ADD / PORT_REMOVE seen for nr */
 };
 
 /* Number of ports currently added (PORT_ADD without PORT_REMOVE). */
@@ -233,8 +261,7 @@ int sim_port_close(struct sim *sim, unsigned nr);
  * -EAGAIN if nothing fits now (wait for sim_port_tx_pending() to drop),
  * -ENOENT (no such port) or -ENODEV (port has no queues).  Does not check
  * host_connected: Linux would block the writer, tests may want not to. */
-long sim_port_write(struct sim *sim, unsigned nr, const void *buf,
-		    size_t len);
+long sim_port_write(struct sim *sim, unsigned nr, const void *buf, size_t len);
 /* Bytes written but whose buffers the device has not returned, or -errno.*/
 long sim_port_tx_pending(const struct sim *sim, unsigned nr);
 
@@ -254,8 +281,8 @@ int sim_port_rx_withhold(struct sim *sim, unsigned nr, bool withhold);
 
 /* Any control message on control-tx, with extra payload after the 8-byte
  * header (extra may be NULL when extra_len is 0). */
-int sim_send_ctrl(struct sim *sim, uint32_t id, uint16_t event,
-		  uint16_t value, const void *extra, size_t extra_len);
+int sim_send_ctrl(struct sim *sim, uint32_t id, uint16_t event, uint16_t value,
+		  const void *extra, size_t extra_len);
 
 /* Reply of sim_raw_msg(). */
 struct sim_raw_reply {
@@ -281,7 +308,7 @@ int sim_raw_msg(struct sim *sim, uint32_t request, uint32_t flags,
 
 /* One hand-made descriptor of sim_raw_chain(). */
 struct sim_raw_desc {
-	uint64_t addr;	/* used as is, unless alloc */
+	uint64_t addr; /* used as is, unless alloc */
 	uint32_t len;
 	uint16_t flags; /* VRING_DESC_F_*, used as is */
 	/* next: with next_abs, the raw value written; otherwise an index

@@ -523,35 +523,84 @@ void vser_port_consume(struct vser_port *port, size_t n)
 
 /* ---- host -> guest ---------------------------------------------------- */
 
-/* Move buffered host bytes into guest RX buffers; true if any moved. */
-static bool port_flush_out(struct vser_port *port)
+/* Fill one guest receive buffer from src[], skipping the first `skip`
+ * bytes of it; returns the bytes placed. */
+static size_t elem_fill_segments(const struct vq_elem *e, const struct iovec *src,
+				 int nsrc, size_t skip)
+{
+	size_t placed = 0;
+
+	for (int i = 0; i < nsrc && placed < e->in_len; i++) {
+		const char *p = src[i].iov_base;
+		size_t n = src[i].iov_len;
+
+		if (skip >= n) {
+			skip -= n;
+			continue;
+		}
+		p += skip;
+		n -= skip;
+		skip = 0;
+		placed += vq_elem_fill(e, placed, p, n);
+	}
+	return placed;
+}
+
+/*
+ * Copy src[] into the guest's posted receive buffers, one used entry per
+ * buffer; returns the bytes placed.  When the ring runs dry with bytes
+ * left, ask for a kick and look once more: with EVENT_IDX a guest that
+ * posted a buffer just before we published avail_event will not kick.
+ */
+static size_t rx_fill(struct vser_port *port, const struct iovec *src, int nsrc)
 {
 	struct vser *dev = port->dev;
 	unsigned q = vser_port_rxq(port->nr);
 	struct vq *vq = started_queue(dev, q);
-	bool moved = false;
-	struct vq_elem *e;
+	size_t total = 0, done = 0;
+	bool pushed = false;
 
 	if (!vq || !port->guest_connected)
-		return false;
-	while (vp_buf_len(&port->out) && vq_pop(vq, vu_mem(dev->vu), &e) > 0) {
-		struct iovec two[2];
-		int k = vp_buf_peek(&port->out, two, e->in_len);
-		size_t n = 0;
+		return 0;
+	for (int i = 0; i < nsrc; i++)
+		total += src[i].iov_len;
+	while (done < total) {
+		struct vq_elem *e;
+		size_t n;
+		int rc = vq_pop(vq, vu_mem(dev->vu), &e);
 
-		for (int i = 0; i < k; i++)
-			n += vq_elem_fill(e, n, two[i].iov_base, two[i].iov_len);
-		vp_buf_consume(&port->out, n);
-		port->st.tx_bytes += n;
+		if (rc < 0)
+			break;
+		if (rc == 0) {
+			vq_want_kick(vq);
+			if (!vq_has_avail(vq))
+				break;
+			continue;
+		}
+		n = elem_fill_segments(e, src, nsrc, done);
 		vq_push(vq, e->head, (uint32_t)n);
 		free(e);
-		moved = true;
+		pushed = true;
+		done += n;
 	}
-	if (moved)
+	if (pushed)
 		vu_queue_notify(dev->vu, q);
-	if (vp_buf_len(&port->out))
-		vq_want_kick(vq);
-	return moved;
+	port->st.tx_bytes += done;
+	return done;
+}
+
+/* Move buffered host bytes into guest RX buffers; true if any moved. */
+static bool port_flush_out(struct vser_port *port)
+{
+	struct iovec two[2];
+	int k = vp_buf_peek(&port->out, two, vp_buf_len(&port->out));
+	size_t n;
+
+	if (k == 0)
+		return false;
+	n = rx_fill(port, two, k);
+	vp_buf_consume(&port->out, n);
+	return n > 0;
 }
 
 bool vser_port_writable(const struct vser_port *port)
@@ -573,8 +622,18 @@ ssize_t vser_port_write(struct vser_port *port, const void *buf, size_t len)
 		return -EAGAIN;
 	if (port->out.cap == 0 && vp_buf_init(&port->out, port->dev->cfg.out_buf))
 		return -ENOMEM;
-	n = vp_buf_put(&port->out, buf, len);
+	/* Older bytes first; then straight into guest buffers (no copy
+	 * into ours), and only the rest is buffered. */
 	port_flush_out(port);
+	n = 0;
+	if (vp_buf_len(&port->out) == 0) {
+		struct iovec iov = { (void *)buf, len };
+
+		n = rx_fill(port, &iov, 1);
+	}
+	n += vp_buf_put(&port->out, (const char *)buf + n, len - n);
+	if (n == 0)
+		return -EAGAIN;
 	return (ssize_t)n;
 }
 

@@ -56,6 +56,7 @@ struct parked {
 	size_t size;
 	off_t off;
 	char *data; /* PARK_WRITE: a copy of the caller's bytes */
+	size_t done; /* PARK_WRITE: bytes of data already accepted */
 	bool interrupted;
 };
 
@@ -205,13 +206,21 @@ static bool try_read(struct pfs_port *pp, fuse_req_t req, size_t size,
 	return false;
 }
 
+/*
+ * Answer a write once it is complete.  Like a pipe, a blocking write
+ * returns when every byte was accepted (it waits only while our bounded
+ * buffer is full); a non-blocking one takes what fits now.  *done counts
+ * the bytes accepted so far across retries.
+ */
 static bool try_write(struct pfs_port *pp, fuse_req_t req, const char *data,
-		      size_t size, int flags)
+		      size_t size, int flags, size_t *done)
 {
-	ssize_t n = vser_port_write(pp->port, data, size);
+	ssize_t n = vser_port_write(pp->port, data + *done, size - *done);
 
-	if (n > 0) {
-		fuse_reply_write(req, (size_t)n);
+	if (n > 0)
+		*done += (size_t)n;
+	if (*done == size || (*done > 0 && nonblocking(flags))) {
+		fuse_reply_write(req, *done);
 		return true;
 	}
 	if (n == -ENOMEM) {
@@ -252,12 +261,17 @@ static void serve_parked(struct pfs_port *pp)
 
 		next = TAILQ_NEXT(pk, link);
 		if (pk->interrupted) {
-			fuse_reply_err(pk->req, EINTR);
+			/* Bytes already accepted are reported, as a pipe does. */
+			if (pk->kind == PARK_WRITE && pk->done)
+				fuse_reply_write(pk->req, pk->done);
+			else
+				fuse_reply_err(pk->req, EINTR);
 			done = true;
 		} else if (pk->kind == PARK_READ) {
 			done = try_read(pp, pk->req, pk->size, pk->off, flags);
 		} else if (pk->kind == PARK_WRITE) {
-			done = try_write(pp, pk->req, pk->data, pk->size, flags);
+			done = try_write(pp, pk->req, pk->data, pk->size, flags,
+					 &pk->done);
 		} else {
 			done = try_fsync(pp, pk->req);
 		}
@@ -309,7 +323,8 @@ static void interrupt_cb(fuse_req_t req, void *data)
 }
 
 static void park(struct pfs_port *pp, fuse_req_t req, enum park_kind kind,
-		 struct pfs_file *f, size_t size, off_t off, const char *data)
+		 struct pfs_file *f, size_t size, off_t off, const char *data,
+		 size_t done)
 {
 	struct parked *pk = calloc(1, sizeof(*pk));
 
@@ -326,6 +341,7 @@ static void park(struct pfs_port *pp, fuse_req_t req, enum park_kind kind,
 	pk->file = f;
 	pk->size = size;
 	pk->off = off;
+	pk->done = done;
 	TAILQ_INSERT_TAIL(&pp->parked, pk, link);
 	fuse_req_interrupt_func(req, interrupt_cb, pk);
 	return;
@@ -558,12 +574,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	(void)ino;
 	/* Later reads queue behind earlier parked ones: no overtaking. */
 	if (!TAILQ_EMPTY(&pp->parked) && !nonblocking(fi->flags)) {
-		park(pp, req, PARK_READ, f, size, off, NULL);
+		park(pp, req, PARK_READ, f, size, off, NULL, 0);
 		serve_parked(pp);
 		return;
 	}
 	if (!try_read(pp, req, size, off, fi->flags))
-		park(pp, req, PARK_READ, f, size, off, NULL);
+		park(pp, req, PARK_READ, f, size, off, NULL, 0);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
@@ -578,8 +594,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		fuse_reply_write(req, 0);
 		return;
 	}
-	if (!try_write(pp, req, buf, size, fi->flags))
-		park(pp, req, PARK_WRITE, f, size, 0, buf);
+	size_t done = 0;
+
+	if (!try_write(pp, req, buf, size, fi->flags, &done))
+		park(pp, req, PARK_WRITE, f, size, 0, buf, done);
 }
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -597,7 +615,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	(void)ino;
 	(void)datasync;
 	if (!try_fsync(f->pp, req))
-		park(f->pp, req, PARK_FSYNC, f, 0, 0, NULL);
+		park(f->pp, req, PARK_FSYNC, f, 0, 0, NULL, 0);
 }
 
 static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
