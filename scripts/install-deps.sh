@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
 	build-essential cmake pkg-config
-	libfuse3-dev fuse3 libev-dev libcmocka-dev
+	libfuse3-dev fuse3 libev-dev libcmocka-dev libjson-c-dev
 	attr user-mode-linux socat python3 util-linux procps kmod
 )
 

@@ -37,6 +37,9 @@ size_t vp_buf_put(struct vp_buf *b, const void *src, size_t len);
  * the number of iovecs filled.  The memory stays valid until the next put
  * or consume. */
 int vp_buf_peek(const struct vp_buf *b, struct iovec iov[2], size_t max);
+/* The same, starting `off` bytes after the front (off <= length). */
+int vp_buf_peek_at(const struct vp_buf *b, size_t off, struct iovec iov[2],
+		   size_t max);
 
 void vp_buf_consume(struct vp_buf *b, size_t n);
 void vp_buf_clear(struct vp_buf *b);

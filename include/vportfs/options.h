@@ -20,6 +20,7 @@ struct vp_port_spec {
 	char name[VSER_NAME_MAX + 1];
 	int nr; /* -1: lowest free */
 	bool console;
+	size_t ring_size; /* console ring bytes; 0: default */
 };
 
 struct vp_opts {
@@ -33,6 +34,8 @@ struct vp_opts {
 	bool syslog;
 	bool allow_other;
 	bool default_permissions;
+	bool session;
+	bool exclusive;
 	uid_t uid;
 	gid_t gid;
 	mode_t mode;

@@ -26,6 +26,8 @@ struct pfs_config {
 	uid_t uid;   /* owner of every file */
 	gid_t gid;
 	mode_t mode; /* permission bits of port files */
+	bool session;   /* -o session: an fd belongs to one guest session */
+	bool exclusive; /* -o exclusive: one open of any kind per port */
 	/* Called when the mount goes away under us (fusermount -u). */
 	void (*on_unmounted)(void *opaque);
 	void *opaque;

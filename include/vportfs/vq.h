@@ -112,6 +112,12 @@ bool vq_should_notify(struct vq *vq);
  * race with a guest that added a chain just before. */
 void vq_want_kick(struct vq *vq);
 
+/* A Linux guest that unplugs a port takes back the buffers it had posted
+ * on the port's queues and moves its avail index backwards.  If the index
+ * is now behind ours, adopt it (only with nothing in flight); otherwise do
+ * nothing. */
+void vq_resync_avail(struct vq *vq);
+
 /* Copy from a flat buffer into the device-writable part of elem, starting
  * at byte `off` of that part; returns bytes copied. */
 size_t vq_elem_fill(const struct vq_elem *e, size_t off, const void *src,

@@ -3,8 +3,8 @@
  * protocol, and each port's two byte streams.
  *
  * Guest -> host: the guest's TX buffers of a generic port are held, not
- * copied; the host side reads them in place (vser_port_peek) and releases
- * them (vser_port_consume), which is when the guest gets them back.  So a
+ * copied; the host side reads them in place (vser_reader_peek) and releases
+ * them (vser_reader_consume), which is when the guest gets them back.  So a
  * host that does not read throttles exactly that port: the guest writer
  * blocks when its ring is full, nothing else slows down.  Console ports are
  * the exception: the guest kernel spins until its buffer comes back, so
@@ -14,9 +14,17 @@
  * Host -> guest: vser_port_write copies into the guest's RX buffers, the
  * rest into a bounded per-port buffer that drains as the guest posts more.
  *
+ * Guest output fans out: every reader (struct vser_reader, one per open
+ * host file that reads) has its own position in the port's byte stream; a
+ * guest buffer is returned once every reader has read past it, so the
+ * slowest reader throttles the port and nothing is copied per reader.
+ *
  * The host side of a port (the FUSE layer today) registers one listener and
  * is told, by one callback, whenever anything about the port changed; it
- * then looks at the state again.  Callbacks never re-enter the device.
+ * then looks at the state again.  Guest open/close are also reported one by
+ * one, synchronously, so that sessions can be told apart.  Callbacks never
+ * re-enter the device except through the accessors and the reader/write
+ * calls named in their contracts.
  */
 #ifndef VPORTFS_VSER_H
 #define VPORTFS_VSER_H
@@ -30,6 +38,7 @@
 
 struct vser;
 struct vser_port;
+struct vser_reader;
 struct vu;
 
 #define VSER_MAX_PORTS_DEFAULT 31
@@ -51,11 +60,23 @@ enum vser_dev_event {
 	VSER_DEV_DRIVER_READY,
 };
 
+/* Per-port transitions, reported as they happen. */
+enum vser_port_event {
+	VSER_PORT_GUEST_OPEN,  /* a new guest session begins */
+	VSER_PORT_GUEST_CLOSE, /* it ends (guest close, VM gone) */
+};
+
 struct vser_listener {
 	/* Something about the port changed (data, buffers, guest open or
-	 * close, device reset).  Must not call back into vser synchronously
-	 * except for the read-only accessors and peek/consume/write. */
+	 * close, device reset); called from the loop, never from inside a
+	 * vser call.  May use the accessors, the reader calls,
+	 * vser_port_write and vser_port_set_host_connected. */
 	void (*port_changed)(struct vser_port *port, void *opaque);
+	/* Called synchronously at the transition, possibly from inside a
+	 * device callback: may use the accessors and vser_reader_set_limit
+	 * only. */
+	void (*port_event)(struct vser_port *port, enum vser_port_event ev,
+			   void *opaque);
 	void (*device_event)(enum vser_dev_event ev, void *opaque);
 };
 
@@ -69,14 +90,26 @@ void vser_set_listener(struct vser *dev, const struct vser_listener *l,
 /* The vhost-user backend serving this device (owned by the device). */
 struct vu *vser_vu(struct vser *dev);
 
+struct vser_port_config {
+	int nr;           /* < 0: the lowest free number */
+	const char *name; /* may be empty */
+	bool console;
+	size_t ring_size; /* console ports; 0: VSER_CONSOLE_RING_DEFAULT */
+};
+
 /*
  * Add a port.  nr < 0 picks the lowest free number (never 0, which stays
  * for a console port, unless this is a console port and 0 is free).
  * 0 or -EINVAL (bad nr/name), -EEXIST (nr or name taken), -ENOSPC (no free
  * number), -ENOMEM.  A port added after the driver is ready is hot-plugged.
  */
-int vser_port_add(struct vser *dev, int nr, const char *name, bool console,
+int vser_port_add(struct vser *dev, const struct vser_port_config *pc,
 		  struct vser_port **out);
+
+/* Hot-unplug: return every guest buffer the port holds, tell the guest
+ * (PORT_REMOVE), free the port.  The caller must have freed the port's
+ * readers; the listener hears nothing more of it. */
+void vser_port_remove(struct vser_port *port);
 
 unsigned vser_max_ports(const struct vser *dev);
 struct vser_port *vser_port_by_nr(struct vser *dev, unsigned nr);
@@ -91,6 +124,16 @@ const char *vser_port_name(const struct vser_port *port);
 bool vser_port_is_console(const struct vser_port *port);
 bool vser_port_guest_connected(const struct vser_port *port);
 bool vser_port_host_connected(const struct vser_port *port);
+/* Guest sessions: incremented at every guest open, starting at 1. */
+uint64_t vser_port_guest_session(const struct vser_port *port);
+/* Stream offset after the last byte the guest has sent on this port. */
+uint64_t vser_port_stream_end(const struct vser_port *port);
+
+/* Console ports: the window size the guest is told (RESIZE); 0 or
+ * -EINVAL if not a console port or cols/rows is 0. */
+int vser_port_resize(struct vser_port *port, uint16_t cols, uint16_t rows);
+void vser_port_winsize(const struct vser_port *port, uint16_t *cols,
+		       uint16_t *rows);
 
 struct vser_port_stats {
 	uint64_t rx_bytes;      /* guest -> host, handed to the host side */
@@ -104,14 +147,28 @@ void vser_port_stats(const struct vser_port *port, struct vser_port_stats *st);
  * deferred until what vser_port_write accepted has reached the guest. */
 void vser_port_set_host_connected(struct vser_port *port, bool connected);
 
-/* Guest -> host.  Describe up to max bytes of pending guest output as at
- * most niov iovecs (pointing into guest memory or the console ring; valid
- * until the next call into the device); returns the byte count. */
-size_t vser_port_peek(struct vser_port *port, struct iovec *iov, int *niov,
-		      size_t max);
-/* The host side took n bytes of what peek described. */
-void vser_port_consume(struct vser_port *port, size_t n);
-size_t vser_port_readable(const struct vser_port *port);
+/*
+ * Guest -> host readers.  A new reader starts at the end of the stream: it
+ * receives what the guest sends from now on.  With `backlog`, a console
+ * reader starts at the oldest byte still in the ring instead, and the
+ * first reader of a generic port gets what is held for nobody.  NULL on
+ * allocation failure.  The reader must be freed before its port.
+ */
+struct vser_reader *vser_reader_new(struct vser_port *port, bool backlog);
+void vser_reader_free(struct vser_reader *r);
+/* The reader sees no byte at or past stream offset `limit` (sessions). */
+void vser_reader_set_limit(struct vser_reader *r, uint64_t limit);
+/* Bytes the reader can read now. */
+size_t vser_reader_readable(struct vser_reader *r);
+/* Describe up to max readable bytes as at most *niov iovecs (pointing into
+ * guest memory or the console ring; valid until the next call into the
+ * device); returns the byte count and sets *niov. */
+size_t vser_reader_peek(struct vser_reader *r, struct iovec *iov, int *niov,
+			size_t max);
+/* The reader took n bytes of what peek described. */
+void vser_reader_consume(struct vser_reader *r, size_t n);
+/* Console bytes overwritten before this reader read them. */
+uint64_t vser_reader_dropped(const struct vser_reader *r);
 
 /* Host -> guest.  Accepts up to len bytes; returns the count, -EAGAIN if
  * nothing fits now (guest not open, or no buffers and our buffer full).

@@ -68,11 +68,17 @@ static int add_ports(struct vser *dev, const struct vp_opts *o)
 	for (int pass = 0; pass < 2; pass++) {
 		for (unsigned i = 0; i < o->nports; i++) {
 			const struct vp_port_spec *p = &o->ports[i];
+			struct vser_port_config pc = {
+				.nr = p->nr,
+				.name = p->name,
+				.console = p->console,
+				.ring_size = p->ring_size,
+			};
 			int rc;
 
 			if ((pass == 0) != (p->nr >= 0))
 				continue;
-			rc = vser_port_add(dev, p->nr, p->name, p->console, NULL);
+			rc = vser_port_add(dev, &pc, NULL);
 			if (rc) {
 				fprintf(stderr, "vportfs: --port name=%s: %s\n",
 					p->name, strerror(-rc));
@@ -147,6 +153,8 @@ int main(int argc, char **argv)
 	fcfg.uid = o.uid;
 	fcfg.gid = o.gid;
 	fcfg.mode = o.mode;
+	fcfg.session = o.session;
+	fcfg.exclusive = o.exclusive;
 	fcfg.on_unmounted = unmounted_cb;
 	fcfg.opaque = ev;
 	fs = pfs_new(loop, dev, &fcfg);

@@ -43,6 +43,41 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max,
 	return 0;
 }
 
+/* "4096", "64K", "1M", "1G": 1 byte .. 1 GiB. */
+static int parse_size(const char *s, size_t *out)
+{
+	unsigned long v, mul = 1;
+	char num[32], *end;
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= sizeof(num))
+		return -EINVAL;
+	memcpy(num, s, n + 1);
+	switch (num[n - 1]) {
+	case 'K': case 'k':
+		mul = 1ul << 10;
+		break;
+	case 'M': case 'm':
+		mul = 1ul << 20;
+		break;
+	case 'G': case 'g':
+		mul = 1ul << 30;
+		break;
+	default:
+		break;
+	}
+	if (mul != 1)
+		num[n - 1] = '\0';
+	if (!num[0] || num[0] == '-' || num[0] == '+')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(num, &end, 10);
+	if (errno || *end || v == 0 || v > (1ul << 30) / mul)
+		return -EINVAL;
+	*out = v * mul;
+	return 0;
+}
+
 static int parse_bool(const char *s, bool *out)
 {
 	if (!strcmp(s, "on") || !strcmp(s, "yes") || !strcmp(s, "true")) {
@@ -124,6 +159,12 @@ int vp_opts_parse_port(const char *spec, struct vp_port_spec *out, char *err,
 				return fail(err, errlen,
 					    "--port: console '%s' is not on or off",
 					    value);
+		} else if (!strcmp(key, "ring-size")) {
+			if (parse_size(value, &out->ring_size))
+				return fail(err, errlen,
+					    "--port: ring-size '%s' is not a size "
+					    "from 1 to 1G (suffixes K, M, G)",
+					    value);
 		} else if (!strcmp(key, "chardev")) {
 			return fail(err, errlen,
 				    "--port: chardev= is not supported yet");
@@ -171,8 +212,10 @@ static int parse_mount_opts(struct vp_opts *o, const char *s, char *err,
 					    "-o mode='%s': not an octal mode",
 					    value);
 			o->mode = (mode_t)v;
-		} else if (!strcmp(key, "session") || !strcmp(key, "exclusive")) {
-			return fail(err, errlen, "-o %s: not supported yet", key);
+		} else if (!strcmp(key, "session") && !value) {
+			o->session = true;
+		} else if (!strcmp(key, "exclusive") && !value) {
+			o->exclusive = true;
 		} else {
 			return fail(err, errlen, "-o: unknown option '%s'", key);
 		}
@@ -346,11 +389,15 @@ void vp_opts_usage(FILE *out)
 	      "  --socket PATH        listen for the VMM on this unix socket\n"
 	      "  --fd N               listen on inherited socket N instead\n"
 	      "  --port SPEC          add a port: name=NAME[,nr=N][,console=on]\n"
-	      "                       (repeatable; nr defaults to the lowest free)\n"
+	      "                       [,ring-size=SIZE] (repeatable; nr defaults\n"
+	      "                       to the lowest free; ring-size: console\n"
+	      "                       backlog, default 1M)\n"
 	      "  --max-ports N        ports the device offers (default 31, max 511;\n"
 	      "                       UML guests support at most 31)\n"
-	      "  -o OPT[,OPT]         mount options: allow_other,\n"
-	      "                       default_permissions, uid=N, gid=N, mode=OCTAL\n"
+	      "  -o OPT[,OPT]         session: an fd belongs to one guest session\n"
+	      "                       exclusive: one open per port, as in the guest\n"
+	      "                       allow_other, default_permissions, uid=N,\n"
+	      "                       gid=N, mode=OCTAL: as for any FUSE mount\n"
 	      "  --log-level LEVEL    error, warn (default), info or debug\n"
 	      "  --syslog             log to syslog instead of stderr\n"
 	      "  --print-capabilities print the vhost-user backend capabilities\n"

@@ -798,7 +798,7 @@ static void conn_cb(struct vp_watch *w, int revents, void *opaque)
 		if (vu->rlen == VU_HDR_SIZE) {
 			if ((hdr->flags & VU_VERSION_MASK) != VU_VERSION ||
 			    hdr->size > VU_MAX_PAYLOAD) {
-				vp_warn("frontend protocol error: version %u, "
+				vp_warn_rl("frontend protocol error: version %u, "
 					"payload %u bytes; disconnecting",
 					hdr->flags & VU_VERSION_MASK, hdr->size);
 				conn_close(vu, true);

@@ -2,9 +2,10 @@
  * virtio-serial device: the control protocol and each port's data queues.
  *
  * The design choice that matters: guest output of a generic port is held in
- * the guest's own buffers until the host side has read it (one copy, from
- * guest memory into the reader's reply), so back-pressure is exact and per
- * port.  Everything the guest writes into a control message or a queue is
+ * the guest's own buffers until every host reader has read it (one copy,
+ * from guest memory into each reader's reply), so back-pressure is exact
+ * and per port.  Readers are cursors into the port's byte stream; a buffer
+ * goes back to the guest when the slowest cursor has passed it.  Everything the guest writes into a control message or a queue is
  * checked; a bad message is dropped and logged, never trusted.
  */
 #include <errno.h>
@@ -41,11 +42,19 @@ struct vser_port {
 	bool dirty;           /* needs port_service() */
 	bool state_changed;   /* the listener has not heard of a state change */
 
-	/* Guest -> host. */
-	struct vq_elem_list held; /* generic ports: guest TX buffers */
-	size_t held_off;          /* bytes of the first one already read */
-	size_t held_bytes;        /* unread bytes in `held` */
-	struct vp_buf ring;       /* console ports: copied output */
+	uint64_t session;     /* guest opens so far */
+	uint16_t cols, rows;  /* console size told to the guest; 0: none */
+
+	/* Guest -> host: a byte stream, addressed by offsets since the port
+	 * was created.  Generic ports hold the guest's TX buffers covering
+	 * [held_start, stream_end); console ports copy into `ring`, which
+	 * covers [stream_end - ring length, stream_end). */
+	struct vq_elem_list held;
+	uint64_t held_start;
+	uint64_t stream_end;
+	struct vp_buf ring;
+	TAILQ_HEAD(, vser_reader) readers;
+	unsigned nreaders;
 
 	/* Host -> guest. */
 	struct vp_buf out;
@@ -70,7 +79,16 @@ struct vser {
 	unsigned nctrl_out;
 };
 
+struct vser_reader {
+	TAILQ_ENTRY(vser_reader) link;
+	struct vser_port *port;
+	uint64_t pos;   /* stream offset of the next byte to read */
+	uint64_t limit; /* no byte at or past this one */
+	uint64_t dropped;
+};
+
 static void port_service(struct vser_port *port);
+static void send_resize(struct vser_port *port);
 
 /* ---- queues ----------------------------------------------------------- */
 
@@ -91,6 +109,16 @@ static struct vq *started_queue(struct vser *dev, unsigned q)
 	if (!dev->vu || !vu_queue_started(dev->vu, q))
 		return NULL;
 	return vu_queue(dev->vu, q);
+}
+
+/* Interrupt the guest (batched) if anything went back on queue q since the
+ * used index stood at `before` -- our pushes, or malformed chains vq_pop
+ * returned on its own. */
+static void notify_if_used(struct vser *dev, unsigned q, const struct vq *vq,
+			   uint16_t before)
+{
+	if (vq->used_idx != before)
+		vu_queue_notify(dev->vu, q);
 }
 
 static void notify_listener(struct vser_port *port)
@@ -136,15 +164,17 @@ static void port_schedule(struct vser_port *port)
 static void ctrl_flush(struct vser *dev)
 {
 	struct vq *vq = started_queue(dev, VSER_CTRL_RXQ);
-	bool pushed = false;
+	uint16_t before;
 
-	while (vq && !TAILQ_EMPTY(&dev->ctrl_out)) {
+	if (!vq)
+		return;
+	before = vq->used_idx;
+	while (!TAILQ_EMPTY(&dev->ctrl_out)) {
 		struct ctrl_msg *m = TAILQ_FIRST(&dev->ctrl_out);
 		struct vq_elem *e;
 
 		if (vq_pop(vq, vu_mem(dev->vu), &e) <= 0)
 			break;
-		pushed = true;
 		if (e->in_len < m->len) {
 			vp_warn_rl("guest control buffer of %u bytes is too small",
 				   e->in_len);
@@ -158,10 +188,8 @@ static void ctrl_flush(struct vser *dev)
 		dev->nctrl_out--;
 		free(m);
 	}
-	if (pushed)
-		vu_queue_notify(dev->vu, VSER_CTRL_RXQ);
-	if (vq)
-		vq_want_kick(vq);
+	notify_if_used(dev, VSER_CTRL_RXQ, vq, before);
+	vq_want_kick(vq);
 }
 
 static void ctrl_send(struct vser *dev, unsigned id, uint16_t event,
@@ -236,7 +264,7 @@ static void port_announce_add(struct vser_port *port)
 static void handle_port_ready(struct vser_port *port, uint16_t value)
 {
 	if (!value) {
-		vp_warn("guest failed to set up port %u", port->nr);
+		vp_warn_rl("guest failed to set up port %u", port->nr);
 		return;
 	}
 	if (port->ready)
@@ -248,7 +276,16 @@ static void handle_port_ready(struct vser_port *port, uint16_t value)
 	if (port->name[0])
 		ctrl_send(port->dev, port->nr, VIRTIO_CONSOLE_PORT_NAME, 1,
 			  port->name, strlen(port->name));
+	send_resize(port);
 	announce_host(port);
+}
+
+static void port_event(struct vser_port *port, enum vser_port_event ev)
+{
+	struct vser *dev = port->dev;
+
+	if (dev->listener && dev->listener->port_event)
+		dev->listener->port_event(port, ev, dev->listener_opaque);
 }
 
 static void handle_guest_open(struct vser_port *port, uint16_t value)
@@ -258,6 +295,9 @@ static void handle_guest_open(struct vser_port *port, uint16_t value)
 	if (port->guest_connected == open)
 		return;
 	port->guest_connected = open;
+	if (open)
+		port->session++;
+	port_event(port, open ? VSER_PORT_GUEST_OPEN : VSER_PORT_GUEST_CLOSE);
 	vp_debug("port %u: guest %s", port->nr, open ? "opened" : "closed");
 	if (!open) {
 		/* The guest driver drops data for a closed port; so do we,
@@ -284,7 +324,7 @@ void vser_handle_control(struct vser *dev, const void *buf, size_t len)
 	memcpy(&c, buf, sizeof(c));
 	if (c.event == VIRTIO_CONSOLE_DEVICE_READY) {
 		if (!c.value) {
-			vp_warn("guest driver failed to initialise the device");
+			vp_warn_rl("guest driver failed to initialise the device");
 			return;
 		}
 		if (dev->driver_ready)
@@ -320,10 +360,11 @@ static void ctrl_tx_kick(struct vser *dev)
 {
 	struct vq *vq = started_queue(dev, VSER_CTRL_TXQ);
 	struct vq_elem *e;
-	bool pushed = false;
+	uint16_t before;
 
 	if (!vq)
 		return;
+	before = vq->used_idx;
 	/* The guest busy-waits for these buffers: take them all now. */
 	do {
 		while (vq_pop(vq, vu_mem(dev->vu), &e) > 0) {
@@ -341,56 +382,73 @@ static void ctrl_tx_kick(struct vser *dev)
 			}
 			vq_push(vq, e->head, 0);
 			free(e);
-			pushed = true;
 			vser_handle_control(dev, msg, n);
 		}
 		vq_want_kick(vq);
 	} while (vq_has_avail(vq));
-	if (pushed)
-		vu_queue_notify(dev->vu, VSER_CTRL_TXQ);
+	notify_if_used(dev, VSER_CTRL_TXQ, vq, before);
 }
 
 /* ---- guest -> host ---------------------------------------------------- */
 
+static uint64_t ring_start(const struct vser_port *port)
+{
+	return port->stream_end - vp_buf_len(&port->ring);
+}
+
+/* Forget every held buffer: returned to the guest if `push`, else simply
+ * freed (its memory belongs to a guest that is gone).  Readers skip what
+ * they had not read. */
 static void drop_held(struct vser_port *port, bool push)
 {
 	struct vq *vq = push ? started_queue(port->dev, vser_port_txq(port->nr))
 			     : NULL;
+	struct vser_reader *r;
 	struct vq_elem *e;
+	bool pushed = false;
 
 	while ((e = TAILQ_FIRST(&port->held))) {
 		TAILQ_REMOVE(&port->held, e, link);
-		if (vq)
+		if (vq) {
 			vq_push(vq, e->head, 0);
+			pushed = true;
+		}
 		free(e);
 	}
-	if (vq)
+	if (pushed)
 		vu_queue_notify(port->dev->vu, vser_port_txq(port->nr));
-	port->st.dropped_bytes += port->held_bytes;
-	port->held_bytes = 0;
-	port->held_off = 0;
+	TAILQ_FOREACH(r, &port->readers, link) {
+		if (r->pos < port->stream_end)
+			port->st.dropped_bytes += port->stream_end - r->pos;
+		r->pos = port->stream_end;
+	}
+	port->held_start = port->stream_end;
+}
+
+/* Append console output to the ring, dropping (and counting) the oldest
+ * bytes when it is full: the guest must never wait for a console reader. */
+static void console_put(struct vser_port *port, const char *p, size_t n)
+{
+	port->stream_end += n;
+	port->st.rx_bytes += n;
+	if (n > port->ring.cap) {
+		port->st.dropped_bytes += n - port->ring.cap;
+		p += n - port->ring.cap;
+		n = port->ring.cap;
+	}
+	if (n > vp_buf_room(&port->ring)) {
+		size_t drop = n - vp_buf_room(&port->ring);
+
+		vp_buf_consume(&port->ring, drop);
+		port->st.dropped_bytes += drop;
+	}
+	vp_buf_put(&port->ring, p, n);
 }
 
 static void console_take(struct vser_port *port, const struct vq_elem *e)
 {
-	for (unsigned i = 0; i < e->out_num; i++) {
-		const char *p = e->iov[i].iov_base;
-		size_t n = e->iov[i].iov_len;
-
-		/* Only the newest ring-size bytes can survive. */
-		if (n > port->ring.cap) {
-			port->st.dropped_bytes += n - port->ring.cap;
-			p += n - port->ring.cap;
-			n = port->ring.cap;
-		}
-		if (n > vp_buf_room(&port->ring)) {
-			size_t drop = n - vp_buf_room(&port->ring);
-
-			vp_buf_consume(&port->ring, drop);
-			port->st.dropped_bytes += drop;
-		}
-		vp_buf_put(&port->ring, p, n);
-	}
+	for (unsigned i = 0; i < e->out_num; i++)
+		console_put(port, e->iov[i].iov_base, e->iov[i].iov_len);
 }
 
 /* Take what the guest wrote; true if there is something new to read. */
@@ -399,29 +457,31 @@ static bool port_pull_tx(struct vser_port *port)
 	struct vser *dev = port->dev;
 	unsigned q = vser_port_txq(port->nr);
 	struct vq *vq = started_queue(dev, q);
-	bool got = false, pushed = false;
+	bool got = false;
 	struct vq_elem *e;
+	uint16_t before;
 	int rc;
 
 	if (!vq)
 		return false;
+	before = vq->used_idx;
 	do {
 		while ((rc = vq_pop(vq, vu_mem(dev->vu), &e)) > 0) {
 			if (port->console) {
 				console_take(port, e);
 				vq_push(vq, e->head, 0);
 				free(e);
-				pushed = got = true;
+				got = true;
 			} else if (!port->host_connected || e->out_len == 0) {
 				/* Nobody to give it to: the guest wrote
 				 * while the host was closing. */
 				port->st.dropped_bytes += e->out_len;
 				vq_push(vq, e->head, 0);
 				free(e);
-				pushed = true;
 			} else {
 				TAILQ_INSERT_TAIL(&port->held, e, link);
-				port->held_bytes += e->out_len;
+				port->stream_end += e->out_len;
+				port->st.rx_bytes += e->out_len;
 				got = true;
 			}
 		}
@@ -432,26 +492,114 @@ static bool port_pull_tx(struct vser_port *port)
 		}
 		vq_want_kick(vq);
 	} while (vq_has_avail(vq));
-	if (pushed)
-		vu_queue_notify(dev->vu, q);
+	notify_if_used(dev, q, vq, before);
 	return got;
 }
 
-size_t vser_port_readable(const struct vser_port *port)
+/* Return the held buffers every reader has read past. */
+static void release_read(struct vser_port *port)
 {
-	return port->console ? vp_buf_len(&port->ring) : port->held_bytes;
+	struct vq *vq = started_queue(port->dev, vser_port_txq(port->nr));
+	uint64_t low = port->stream_end;
+	struct vser_reader *r;
+	struct vq_elem *e;
+	bool pushed = false;
+
+	if (port->console || port->nreaders == 0)
+		return;
+	TAILQ_FOREACH(r, &port->readers, link)
+		if (r->pos < low)
+			low = r->pos;
+	while ((e = TAILQ_FIRST(&port->held)) &&
+	       port->held_start + e->out_len <= low) {
+		TAILQ_REMOVE(&port->held, e, link);
+		port->held_start += e->out_len;
+		if (vq) {
+			vq_push(vq, e->head, 0);
+			pushed = true;
+		}
+		free(e);
+	}
+	if (pushed) {
+		vu_queue_notify(port->dev->vu, vser_port_txq(port->nr));
+		/* Returned buffers let the guest write more. */
+		port_schedule(port);
+	}
 }
 
-size_t vser_port_peek(struct vser_port *port, struct iovec *iov, int *niov,
-		      size_t max)
+struct vser_reader *vser_reader_new(struct vser_port *port, bool backlog)
 {
-	size_t total = 0, off = port->held_off;
-	int n = 0;
-	struct vq_elem *e;
+	struct vser_reader *r = calloc(1, sizeof(*r));
 
+	if (!r)
+		return NULL;
+	r->port = port;
+	r->limit = UINT64_MAX;
+	r->pos = port->stream_end;
+	if (backlog && port->console)
+		r->pos = ring_start(port);
+	else if (backlog && port->nreaders == 0)
+		r->pos = port->held_start;
+	TAILQ_INSERT_TAIL(&port->readers, r, link);
+	port->nreaders++;
+	return r;
+}
+
+void vser_reader_free(struct vser_reader *r)
+{
+	struct vser_port *port;
+
+	if (!r)
+		return;
+	port = r->port;
+	TAILQ_REMOVE(&port->readers, r, link);
+	port->nreaders--;
+	release_read(port);
+	free(r);
+}
+
+void vser_reader_set_limit(struct vser_reader *r, uint64_t limit)
+{
+	r->limit = limit;
+}
+
+/* Bring a console reader that fell behind the ring up to its start. */
+static void reader_catch_up(struct vser_reader *r)
+{
+	struct vser_port *port = r->port;
+
+	if (port->console && r->pos < ring_start(port)) {
+		r->dropped += ring_start(port) - r->pos;
+		r->pos = ring_start(port);
+	}
+}
+
+size_t vser_reader_readable(struct vser_reader *r)
+{
+	uint64_t end = r->port->stream_end;
+
+	reader_catch_up(r);
+	if (r->limit < end)
+		end = r->limit;
+	return end > r->pos ? (size_t)(end - r->pos) : 0;
+}
+
+size_t vser_reader_peek(struct vser_reader *r, struct iovec *iov, int *niov,
+			size_t max)
+{
+	struct vser_port *port = r->port;
+	size_t total = 0, avail = vser_reader_readable(r);
+	uint64_t off;
+	struct vq_elem *e;
+	int n = 0;
+
+	if (max > avail)
+		max = avail;
 	if (port->console) {
 		struct iovec two[2];
-		int k = vp_buf_peek(&port->ring, two, max);
+		int k = vp_buf_peek_at(&port->ring,
+				       (size_t)(r->pos - ring_start(port)), two,
+				       max);
 
 		for (int i = 0; i < k && n < *niov; i++) {
 			iov[n++] = two[i];
@@ -460,6 +608,7 @@ size_t vser_port_peek(struct vser_port *port, struct iovec *iov, int *niov,
 		*niov = n;
 		return total;
 	}
+	off = r->pos - port->held_start;
 	TAILQ_FOREACH(e, &port->held, link) {
 		for (unsigned i = 0; i < e->out_num; i++) {
 			size_t len = e->iov[i].iov_len;
@@ -470,7 +619,7 @@ size_t vser_port_peek(struct vser_port *port, struct iovec *iov, int *niov,
 			}
 			if (n == *niov || total == max)
 				goto out;
-			len -= off;
+			len -= (size_t)off;
 			if (len > max - total)
 				len = max - total;
 			iov[n].iov_base = (char *)e->iov[i].iov_base + off;
@@ -485,40 +634,17 @@ out:
 	return total;
 }
 
-void vser_port_consume(struct vser_port *port, size_t n)
+void vser_reader_consume(struct vser_reader *r, size_t n)
 {
-	struct vser *dev = port->dev;
-	unsigned q = vser_port_txq(port->nr);
-	struct vq *vq = started_queue(dev, q);
-	bool pushed = false;
-	struct vq_elem *e;
+	size_t avail = vser_reader_readable(r);
 
-	if (port->console) {
-		n = n < vp_buf_len(&port->ring) ? n : vp_buf_len(&port->ring);
-		vp_buf_consume(&port->ring, n);
-		port->st.rx_bytes += n;
-		return;
-	}
-	if (n > port->held_bytes)
-		n = port->held_bytes;
-	port->held_bytes -= n;
-	port->st.rx_bytes += n;
-	n += port->held_off;
-	while ((e = TAILQ_FIRST(&port->held)) && n >= e->out_len) {
-		n -= e->out_len;
-		TAILQ_REMOVE(&port->held, e, link);
-		if (vq) {
-			vq_push(vq, e->head, 0);
-			pushed = true;
-		}
-		free(e);
-	}
-	port->held_off = n;
-	if (pushed) {
-		vu_queue_notify(dev->vu, q);
-		/* Returned buffers let the guest write more. */
-		port_schedule(port);
-	}
+	r->pos += n < avail ? n : avail;
+	release_read(r->port);
+}
+
+uint64_t vser_reader_dropped(const struct vser_reader *r)
+{
+	return r->dropped;
 }
 
 /* ---- host -> guest ---------------------------------------------------- */
@@ -558,10 +684,11 @@ static size_t rx_fill(struct vser_port *port, const struct iovec *src, int nsrc)
 	unsigned q = vser_port_rxq(port->nr);
 	struct vq *vq = started_queue(dev, q);
 	size_t total = 0, done = 0;
-	bool pushed = false;
+	uint16_t before;
 
 	if (!vq || !port->guest_connected)
 		return 0;
+	before = vq->used_idx;
 	for (int i = 0; i < nsrc; i++)
 		total += src[i].iov_len;
 	while (done < total) {
@@ -580,11 +707,9 @@ static size_t rx_fill(struct vser_port *port, const struct iovec *src, int nsrc)
 		n = elem_fill_segments(e, src, nsrc, done);
 		vq_push(vq, e->head, (uint32_t)n);
 		free(e);
-		pushed = true;
 		done += n;
 	}
-	if (pushed)
-		vu_queue_notify(dev->vu, q);
+	notify_if_used(dev, q, vq, before);
 	port->st.tx_bytes += done;
 	return done;
 }
@@ -667,8 +792,9 @@ void vser_port_set_host_connected(struct vser_port *port, bool connected)
 		port_schedule(port);
 	} else {
 		/* Unread guest output is discarded, as the guest driver does
-		 * with host output when it closes. */
-		if (!port->console)
+		 * with host output when it closes; readers that remain (hung
+		 * up sessions) keep what was sent to them. */
+		if (!port->console && port->nreaders == 0)
 			drop_held(port, true);
 		port->close_pending = vp_buf_len(&port->out) > 0 &&
 				      port->guest_connected;
@@ -684,20 +810,22 @@ static bool name_taken(struct vser *dev, const char *name)
 	return false;
 }
 
-int vser_port_add(struct vser *dev, int nr, const char *name, bool console,
+int vser_port_add(struct vser *dev, const struct vser_port_config *pc,
 		  struct vser_port **out)
 {
+	size_t ring = pc->ring_size ? pc->ring_size : dev->cfg.console_ring;
+	const char *name = pc->name ? pc->name : "";
 	struct vser_port *port;
+	int nr = pc->nr;
 
-	if (strlen(name) > VSER_NAME_MAX)
-		return -EINVAL;
-	if (nr >= (int)dev->cfg.max_ports)
+	if (strlen(name) > VSER_NAME_MAX || nr >= (int)dev->cfg.max_ports)
 		return -EINVAL;
 	if (name[0] && name_taken(dev, name))
 		return -EEXIST;
 	if (nr < 0) {
 		/* Port 0 is kept for a console, as QEMU does. */
-		for (unsigned i = console ? 0 : 1; i < dev->cfg.max_ports; i++) {
+		for (unsigned i = pc->console ? 0 : 1; i < dev->cfg.max_ports;
+		     i++) {
 			if (!dev->ports[i]) {
 				nr = (int)i;
 				break;
@@ -711,18 +839,32 @@ int vser_port_add(struct vser *dev, int nr, const char *name, bool console,
 	port = calloc(1, sizeof(*port));
 	if (!port)
 		return -ENOMEM;
-	if (console && vp_buf_init(&port->ring, dev->cfg.console_ring)) {
+	if (pc->console && vp_buf_init(&port->ring, ring)) {
 		free(port);
 		return -ENOMEM;
 	}
 	port->dev = dev;
 	port->nr = (unsigned)nr;
-	port->console = console;
+	port->console = pc->console;
 	memcpy(port->name, name, strlen(name) + 1);
 	TAILQ_INIT(&port->held);
+	TAILQ_INIT(&port->readers);
 	dev->ports[nr] = port;
-	if (dev->driver_ready)
-		port_announce_add(port); /* hot-plug */
+	if (dev->driver_ready) {
+		/* Hot-plug.  A guest that unplugged an earlier port of this
+		 * number took back the buffers it had posted and rewound its
+		 * avail index: start from where it stands now. */
+		unsigned qs[2] = { vser_port_rxq(port->nr),
+				   vser_port_txq(port->nr) };
+
+		for (int i = 0; i < 2; i++) {
+			struct vq *vq = started_queue(dev, qs[i]);
+
+			if (vq)
+				vq_resync_avail(vq);
+		}
+		port_announce_add(port);
+	}
 	if (out)
 		*out = port;
 	return 0;
@@ -730,15 +872,57 @@ int vser_port_add(struct vser *dev, int nr, const char *name, bool console,
 
 static void port_free(struct vser_port *port)
 {
-	struct vq_elem *e;
+	struct vser_reader *r;
 
-	while ((e = TAILQ_FIRST(&port->held))) {
-		TAILQ_REMOVE(&port->held, e, link);
-		free(e);
+	drop_held(port, false);
+	while ((r = TAILQ_FIRST(&port->readers))) {
+		vp_err("port %u freed with a reader attached", port->nr);
+		TAILQ_REMOVE(&port->readers, r, link);
+		free(r);
 	}
 	vp_buf_destroy(&port->ring);
 	vp_buf_destroy(&port->out);
 	free(port);
+}
+
+void vser_port_remove(struct vser_port *port)
+{
+	struct vser *dev = port->dev;
+
+	/* The guest frees every buffer it still sees as posted when it
+	 * processes PORT_REMOVE: the ones we hold must be back before. */
+	drop_held(port, true);
+	if (dev->driver_ready)
+		ctrl_send(dev, port->nr, VIRTIO_CONSOLE_PORT_REMOVE, 1, NULL, 0);
+	dev->ports[port->nr] = NULL;
+	port_free(port);
+}
+
+static void send_resize(struct vser_port *port)
+{
+	struct virtio_console_resize sz = { .rows = port->rows,
+					    .cols = port->cols };
+
+	if (port->ready && port->cols && port->rows)
+		ctrl_send(port->dev, port->nr, VIRTIO_CONSOLE_RESIZE, 0, &sz,
+			  sizeof(sz));
+}
+
+int vser_port_resize(struct vser_port *port, uint16_t cols, uint16_t rows)
+{
+	if (!port->console || cols == 0 || rows == 0)
+		return -EINVAL;
+	port->cols = cols;
+	port->rows = rows;
+	send_resize(port);
+	return 0;
+}
+
+void vser_port_winsize(const struct vser_port *port, uint16_t *cols,
+		       uint16_t *rows)
+{
+	*cols = port->cols;
+	*rows = port->rows;
 }
 
 /* ---- vhost-user device callbacks --------------------------------------- */
@@ -772,11 +956,7 @@ static int dev_set_config(void *opaque, uint32_t off, const uint8_t *buf,
 		struct vser_port *port = dev->ports[nr];
 
 		if (port && port->console) {
-			if (vp_buf_room(&port->ring) == 0) {
-				vp_buf_consume(&port->ring, 1);
-				port->st.dropped_bytes++;
-			}
-			vp_buf_put(&port->ring, buf, 1);
+			console_put(port, (const char *)buf, 1);
 			notify_listener(port);
 			return 0;
 		}
@@ -829,14 +1009,7 @@ static void dev_queue_stop(void *opaque, unsigned q)
 	if (port && is_tx && !port->console) {
 		/* The frontend took the ring back: its buffers are no longer
 		 * ours to return or read. */
-		struct vq_elem *e;
-
-		while ((e = TAILQ_FIRST(&port->held))) {
-			TAILQ_REMOVE(&port->held, e, link);
-			free(e);
-		}
-		port->held_bytes = 0;
-		port->held_off = 0;
+		drop_held(port, false);
 		notify_listener(port);
 	}
 }
@@ -858,7 +1031,11 @@ static void dev_reset(struct vser *dev)
 		if (!port)
 			continue;
 		port->ready = false;
-		port->guest_connected = false;
+		if (port->guest_connected) {
+			/* The VM is gone: so is its session. */
+			port->guest_connected = false;
+			port_event(port, VSER_PORT_GUEST_CLOSE);
+		}
 		port->host_announced = false;
 		port->close_pending = false;
 		drop_held(port, false);
@@ -1025,6 +1202,16 @@ bool vser_port_guest_connected(const struct vser_port *port)
 bool vser_port_host_connected(const struct vser_port *port)
 {
 	return port->host_connected;
+}
+
+uint64_t vser_port_guest_session(const struct vser_port *port)
+{
+	return port->session;
+}
+
+uint64_t vser_port_stream_end(const struct vser_port *port)
+{
+	return port->stream_end;
 }
 
 void vser_port_stats(const struct vser_port *port, struct vser_port_stats *st)

@@ -110,6 +110,18 @@ bool vq_has_avail(struct vq *vq)
 	return pending != 0;
 }
 
+void vq_resync_avail(struct vq *vq)
+{
+	uint16_t idx;
+
+	if (!vq->num || vq->inflight)
+		return;
+	idx = avail_idx(vq);
+	if ((uint16_t)(idx - vq->last_avail) > vq->num) {
+		vq->last_avail = idx;
+	}
+}
+
 /* Scratch space for a walk: the chain is collected here, then copied into an
  * element of exactly the right size. */
 struct walk {

@@ -35,20 +35,30 @@ size_t vp_buf_put(struct vp_buf *b, const void *src, size_t len)
 	return n;
 }
 
-int vp_buf_peek(const struct vp_buf *b, struct iovec iov[2], size_t max)
+int vp_buf_peek_at(const struct vp_buf *b, size_t off, struct iovec iov[2],
+		   size_t max)
 {
-	size_t n = max < b->len ? max : b->len;
-	size_t first = n < b->cap - b->head ? n : b->cap - b->head;
+	size_t start, n, first;
 
+	if (off >= b->len)
+		return 0;
+	n = b->len - off < max ? b->len - off : max;
 	if (n == 0)
 		return 0;
-	iov[0].iov_base = b->data + b->head;
+	start = (b->head + off) % b->cap;
+	first = n < b->cap - start ? n : b->cap - start;
+	iov[0].iov_base = b->data + start;
 	iov[0].iov_len = first;
 	if (first == n)
 		return 1;
 	iov[1].iov_base = b->data;
 	iov[1].iov_len = n - first;
 	return 2;
+}
+
+int vp_buf_peek(const struct vp_buf *b, struct iovec iov[2], size_t max)
+{
+	return vp_buf_peek_at(b, 0, iov, max);
 }
 
 void vp_buf_consume(struct vp_buf *b, size_t n)

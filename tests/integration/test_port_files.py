@@ -125,7 +125,7 @@ class OpenClose(PortTest):
 
     def test_listing_shows_one_file_per_port(self):
         self.assertEqual(sorted(os.listdir(self.d.mnt)),
-                         ["data", "org.qemu.guest_agent.0"])
+                         [".events", "data", "org.qemu.guest_agent.0"])
         st = os.stat(self.d.path("data"))
         self.assertEqual(st.st_mode & 0o777, 0o600)
         self.assertEqual(st.st_uid, os.getuid())

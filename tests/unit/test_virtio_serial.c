@@ -41,6 +41,18 @@ struct fx {
 	int sock; /* frontend end, when a test connects one */
 };
 
+
+/* vser_port_add with the fields these tests vary. */
+static int port_add(struct vser *dev, int nr, const char *name, bool console,
+		    struct vser_port **out)
+{
+	struct vser_port_config pc = {
+		.nr = nr, .name = name, .console = console,
+	};
+
+	return vser_port_add(dev, &pc, out);
+}
+
 static void on_port_changed(struct vser_port *port, void *opaque)
 {
 	struct fx *f = opaque;
@@ -101,7 +113,7 @@ static struct vser_port *add_port(struct fx *f, int nr, const char *name,
 {
 	struct vser_port *p = NULL;
 
-	assert_int_equal(vser_port_add(f->dev, nr, name, console, &p), 0);
+	assert_int_equal(port_add(f->dev, nr, name, console, &p), 0);
 	assert_non_null(p);
 	return p;
 }
@@ -516,12 +528,12 @@ static void test_port_add_generic_never_takes_0(void **state)
 		snprintf(name, sizeof(name), "p%u", nr);
 		add_port(f, -1, name, false);
 	}
-	assert_int_equal(vser_port_add(f->dev, -1, "x", false, &p), -ENOSPC);
+	assert_int_equal(port_add(f->dev, -1, "x", false, &p), -ENOSPC);
 	assert_null(p);
 	assert_null(vser_port_by_nr(f->dev, 0));
 	/* 0 is still there for a console. */
 	assert_int_equal(vser_port_nr(add_port(f, -1, "con", true)), 0);
-	assert_int_equal(vser_port_add(f->dev, -1, "y", true, NULL), -ENOSPC);
+	assert_int_equal(port_add(f->dev, -1, "y", true, NULL), -ENOSPC);
 }
 
 static void test_port_add_rejects_duplicate_nr_and_name(void **state)
@@ -529,9 +541,9 @@ static void test_port_add_rejects_duplicate_nr_and_name(void **state)
 	struct fx *f = *state;
 
 	add_port(f, 2, "a", false);
-	assert_int_equal(vser_port_add(f->dev, 2, "b", false, NULL), -EEXIST);
-	assert_int_equal(vser_port_add(f->dev, 3, "a", false, NULL), -EEXIST);
-	assert_int_equal(vser_port_add(f->dev, -1, "a", true, NULL), -EEXIST);
+	assert_int_equal(port_add(f->dev, 2, "b", false, NULL), -EEXIST);
+	assert_int_equal(port_add(f->dev, 3, "a", false, NULL), -EEXIST);
+	assert_int_equal(port_add(f->dev, -1, "a", true, NULL), -EEXIST);
 	assert_null(vser_port_by_nr(f->dev, 3));
 	assert_string_equal(vser_port_name(vser_port_by_nr(f->dev, 2)), "a");
 }
@@ -540,9 +552,9 @@ static void test_port_add_rejects_nr_at_or_over_max_ports(void **state)
 {
 	struct fx *f = *state;
 
-	assert_int_equal(vser_port_add(f->dev, MAX_PORTS, "a", false, NULL),
+	assert_int_equal(port_add(f->dev, MAX_PORTS, "a", false, NULL),
 			 -EINVAL);
-	assert_int_equal(vser_port_add(f->dev, 1000, "a", false, NULL),
+	assert_int_equal(port_add(f->dev, 1000, "a", false, NULL),
 			 -EINVAL);
 	assert_int_equal(vser_port_nr(add_port(f, MAX_PORTS - 1, "a", false)),
 			 MAX_PORTS - 1);
@@ -555,7 +567,7 @@ static void test_port_add_rejects_name_over_255_bytes(void **state)
 
 	memset(name, 'n', VSER_NAME_MAX + 1);
 	name[VSER_NAME_MAX + 1] = '\0';
-	assert_int_equal(vser_port_add(f->dev, -1, name, false, NULL), -EINVAL);
+	assert_int_equal(port_add(f->dev, -1, name, false, NULL), -EINVAL);
 }
 
 static void test_port_iteration_visits_ports_in_number_order(void **state)
@@ -769,6 +781,7 @@ static void test_emergency_write_goes_to_first_console_port(void **state)
 	} __attribute__((packed)) req = {
 		{ offsetof(struct virtio_console_config, emerg_wr), 4, 0 }, 'X'
 	};
+	struct vser_reader *r;
 	struct iovec iov[2];
 	int niov = 2;
 	struct vu_msg m;
@@ -779,10 +792,13 @@ static void test_emergency_write_goes_to_first_console_port(void **state)
 	vu_send(f, VU_REQ_SET_CONFIG, VU_FLAG_NEED_REPLY, &req, sizeof(req));
 	vu_recv(f, &m);
 	assert_int_equal(m.payload.u64, 0);
-	assert_int_equal(vser_port_readable(con), 1);
-	assert_int_equal(vser_port_peek(con, iov, &niov, 16), 1);
+	r = vser_reader_new(con, true);
+	assert_non_null(r);
+	assert_int_equal(vser_reader_readable(r), 1);
+	assert_int_equal(vser_reader_peek(r, iov, &niov, 16), 1);
 	assert_int_equal(niov, 1);
 	assert_memory_equal(iov[0].iov_base, "X", 1);
+	vser_reader_free(r);
 	assert_true(f->changed[3] >= 1);
 }
 

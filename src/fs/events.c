@@ -1,0 +1,157 @@
+/*
+ * The `.events` stream (see include/vportfs/pfs_events.h).  Lines are
+ * built with json-c so that any port name (quotes, control characters,
+ * non-ASCII) comes out as valid JSON.
+ */
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include "vportfs/buf.h"
+#include "vportfs/log.h"
+#include "vportfs/pfs_events.h"
+
+struct pfs_events_reader {
+	LIST_ENTRY(pfs_events_reader) link;
+	struct pfs_events *ev;
+	struct vp_buf q;
+	uint64_t lost; /* lines dropped since the last one delivered */
+};
+
+struct pfs_events {
+	LIST_HEAD(, pfs_events_reader) readers;
+	size_t queue_bytes;
+};
+
+struct pfs_events *pfs_events_new(size_t queue_bytes)
+{
+	struct pfs_events *ev = calloc(1, sizeof(*ev));
+
+	if (!ev)
+		return NULL;
+	LIST_INIT(&ev->readers);
+	ev->queue_bytes = queue_bytes ? queue_bytes : PFS_EVENTS_QUEUE_DEFAULT;
+	return ev;
+}
+
+void pfs_events_free(struct pfs_events *ev)
+{
+	if (!ev)
+		return;
+	while (!LIST_EMPTY(&ev->readers))
+		pfs_events_close(LIST_FIRST(&ev->readers));
+	free(ev);
+}
+
+/* Drop the oldest whole line; false if the queue holds no full line. */
+static bool drop_oldest_line(struct pfs_events_reader *r)
+{
+	struct iovec two[2];
+	int k = vp_buf_peek(&r->q, two, vp_buf_len(&r->q));
+	size_t n = 0;
+
+	for (int i = 0; i < k; i++) {
+		const char *nl = memchr(two[i].iov_base, '\n', two[i].iov_len);
+
+		if (nl) {
+			vp_buf_consume(&r->q, n + (size_t)(nl - (char *)two[i].iov_base) + 1);
+			return true;
+		}
+		n += two[i].iov_len;
+	}
+	return false;
+}
+
+static void deliver(struct pfs_events_reader *r, json_object *obj)
+{
+	const char *line;
+	size_t len;
+
+	if (r->lost)
+		json_object_object_add(obj, "lost", json_object_new_int64((int64_t)r->lost));
+	line = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
+	len = strlen(line);
+	if (len + 1 > r->q.cap) {
+		r->lost++;
+		goto out;
+	}
+	while (vp_buf_room(&r->q) < len + 1 && drop_oldest_line(r))
+		r->lost++;
+	vp_buf_put(&r->q, line, len);
+	vp_buf_put(&r->q, "\n", 1);
+	r->lost = 0;
+out:
+	json_object_object_del(obj, "lost");
+}
+
+bool pfs_events_emit(struct pfs_events *ev, const char *name,
+		     const char *port_name, int nr)
+{
+	struct pfs_events_reader *r;
+	struct timespec ts;
+	json_object *obj;
+
+	if (LIST_EMPTY(&ev->readers))
+		return false;
+	obj = json_object_new_object();
+	if (!obj) {
+		vp_warn_rl("out of memory building an event");
+		return false;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	json_object_object_add(obj, "event", json_object_new_string(name));
+	json_object_object_add(obj, "time",
+			       json_object_new_double((double)ts.tv_sec +
+						      ts.tv_nsec / 1e9));
+	if (port_name) {
+		json_object_object_add(obj, "port",
+				       json_object_new_string(port_name));
+		json_object_object_add(obj, "nr", json_object_new_int(nr));
+	}
+	LIST_FOREACH(r, &ev->readers, link)
+		deliver(r, obj);
+	json_object_put(obj);
+	return true;
+}
+
+struct pfs_events_reader *pfs_events_open(struct pfs_events *ev)
+{
+	struct pfs_events_reader *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	if (vp_buf_init(&r->q, ev->queue_bytes)) {
+		free(r);
+		return NULL;
+	}
+	r->ev = ev;
+	LIST_INSERT_HEAD(&ev->readers, r, link);
+	return r;
+}
+
+void pfs_events_close(struct pfs_events_reader *r)
+{
+	if (!r)
+		return;
+	LIST_REMOVE(r, link);
+	vp_buf_destroy(&r->q);
+	free(r);
+}
+
+size_t pfs_events_readable(const struct pfs_events_reader *r)
+{
+	return vp_buf_len(&r->q);
+}
+
+int pfs_events_peek(const struct pfs_events_reader *r, struct iovec iov[2],
+		    size_t max)
+{
+	return vp_buf_peek(&r->q, iov, max);
+}
+
+void pfs_events_consume(struct pfs_events_reader *r, size_t n)
+{
+	vp_buf_consume(&r->q, n);
+}
