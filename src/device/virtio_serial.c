@@ -121,6 +121,18 @@ static void notify_if_used(struct vser *dev, unsigned q, const struct vq *vq,
 		vu_queue_notify(dev->vu, q);
 }
 
+/* A transmit chain must be all device-readable, a receive chain all
+ * device-writable: anything else is a malformed chain, returned unused. */
+static bool wrong_direction(struct vq_elem *e, bool tx)
+{
+	if (tx ? e->in_num == 0 : e->out_num == 0)
+		return false;
+	vp_warn_rl("guest %s chain %u has %s descriptors: dropped",
+		   tx ? "transmit" : "receive", e->head,
+		   tx ? "device-writable" : "device-readable");
+	return true;
+}
+
 static void notify_listener(struct vser_port *port)
 {
 	struct vser *dev = port->dev;
@@ -175,6 +187,11 @@ static void ctrl_flush(struct vser *dev)
 
 		if (vq_pop(vq, vu_mem(dev->vu), &e) <= 0)
 			break;
+		if (wrong_direction(e, false)) {
+			vq_push(vq, e->head, 0);
+			free(e);
+			continue;
+		}
 		if (e->in_len < m->len) {
 			vp_warn_rl("guest control buffer of %u bytes is too small",
 				   e->in_len);
@@ -371,6 +388,11 @@ static void ctrl_tx_kick(struct vser *dev)
 			uint8_t msg[sizeof(struct virtio_console_control)];
 			size_t n = 0;
 
+			if (wrong_direction(e, true)) {
+				vq_push(vq, e->head, 0);
+				free(e);
+				continue;
+			}
 			for (unsigned i = 0; i < e->out_num && n < sizeof(msg);
 			     i++) {
 				size_t k = e->iov[i].iov_len;
@@ -467,7 +489,10 @@ static bool port_pull_tx(struct vser_port *port)
 	before = vq->used_idx;
 	do {
 		while ((rc = vq_pop(vq, vu_mem(dev->vu), &e)) > 0) {
-			if (port->console) {
+			if (wrong_direction(e, true)) {
+				vq_push(vq, e->head, 0);
+				free(e);
+			} else if (port->console) {
 				console_take(port, e);
 				vq_push(vq, e->head, 0);
 				free(e);
@@ -704,7 +729,8 @@ static size_t rx_fill(struct vser_port *port, const struct iovec *src, int nsrc)
 				break;
 			continue;
 		}
-		n = elem_fill_segments(e, src, nsrc, done);
+		n = wrong_direction(e, false) ? 0
+					      : elem_fill_segments(e, src, nsrc, done);
 		vq_push(vq, e->head, (uint32_t)n);
 		free(e);
 		done += n;
