@@ -31,10 +31,22 @@ def wait_until(pred, timeout=5.0, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def mounted(path):
+    """Is something mounted at path?  Read /proc/mounts: os.path.ismount
+    says False for the mount of a FUSE daemon that died (stat fails)."""
+    path = os.path.realpath(path)
+    with open("/proc/mounts") as f:
+        for line in f:
+            target = line.split()[1].replace("\\040", " ")
+            if target == path:
+                return True
+    return False
+
+
 def force_unmount(path):
-    if os.path.ismount(path):
+    if mounted(path):
         subprocess.run(["umount", "-l", path], stderr=subprocess.DEVNULL)
-    if os.path.ismount(path):
+    if mounted(path):
         subprocess.run(["fusermount3", "-uz", path], stderr=subprocess.DEVNULL)
 
 
