@@ -100,10 +100,12 @@ enum virtio_console_event {
 	VIRTIO_CONSOLE_PORT_NAME = 7,
 };
 
-/* RESIZE payload after the control header: rows first, then cols. */
+/* RESIZE payload after the control header: cols, then rows, as the virtio
+ * spec says (Linux had them swapped until a 2025 fix, backported to the
+ * stable kernels). */
 struct virtio_console_resize {
-	uint16_t rows;
 	uint16_t cols;
+	uint16_t rows;
 } __attribute__((packed));
 
 /* Queue index helpers: rx0 tx0 c_ivq c_ovq rx1 tx1 ... */

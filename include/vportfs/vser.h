@@ -178,6 +178,9 @@ ssize_t vser_port_write(struct vser_port *port, const void *buf, size_t len);
 bool vser_port_writable(const struct vser_port *port);
 /* Bytes accepted by vser_port_write not yet in guest buffers. */
 size_t vser_port_write_pending(const struct vser_port *port);
+/* How many times accepted bytes were discarded undelivered (the guest
+ * closed the port or the VM went away): fsync compares it. */
+uint64_t vser_port_write_discards(const struct vser_port *port);
 
 /* For unit tests: feed a control message as if the guest had sent it, and
  * take the messages the device queued for the guest. */

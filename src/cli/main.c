@@ -89,6 +89,31 @@ static int add_ports(struct vser *dev, const struct vp_opts *o)
 	return 0;
 }
 
+/* Two ports must not become the same file ("port2" named so, and port 2
+ * whose name is unusable as a file name). */
+static int check_file_names(struct vser *dev)
+{
+	char a[VSER_NAME_MAX + 1], b[VSER_NAME_MAX + 1];
+	struct vser_port *p, *q;
+
+	for (p = vser_port_next(dev, 0); p; p = vser_port_next(dev, vser_port_nr(p) + 1)) {
+		pfs_port_filename(vser_port_nr(p), vser_port_name(p), a, sizeof(a));
+		for (q = vser_port_next(dev, vser_port_nr(p) + 1); q;
+		     q = vser_port_next(dev, vser_port_nr(q) + 1)) {
+			pfs_port_filename(vser_port_nr(q), vser_port_name(q), b,
+					  sizeof(b));
+			if (strcmp(a, b) == 0) {
+				fprintf(stderr,
+					"vportfs: --port: ports %u and %u would "
+					"both be the file '%s'\n",
+					vser_port_nr(p), vser_port_nr(q), a);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct vser_config dcfg = { 0 };
@@ -133,7 +158,7 @@ int main(int argc, char **argv)
 		vp_err("cannot create the device");
 		goto out_loop;
 	}
-	if (add_ports(dev, &o)) {
+	if (add_ports(dev, &o) || check_file_names(dev)) {
 		status = EXIT_USAGE;
 		goto out_dev;
 	}

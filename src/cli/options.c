@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "vportfs/options.h"
+#include "vportfs/utf8.h"
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -145,6 +146,9 @@ int vp_opts_parse_port(const char *spec, struct vp_port_spec *out, char *err,
 				return fail(err, errlen,
 					    "--port: name longer than %d bytes",
 					    VSER_NAME_MAX);
+			if (!vp_utf8_valid(value))
+				return fail(err, errlen,
+					    "--port: name is not valid UTF-8");
 			memcpy(out->name, value, n + 1);
 			have_name = true;
 		} else if (!strcmp(key, "nr")) {

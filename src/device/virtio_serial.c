@@ -58,6 +58,7 @@ struct vser_port {
 
 	/* Host -> guest. */
 	struct vp_buf out;
+	uint64_t out_discards; /* times accepted bytes were thrown away */
 
 	struct vser_port_stats st;
 };
@@ -89,6 +90,7 @@ struct vser_reader {
 
 static void port_service(struct vser_port *port);
 static void send_resize(struct vser_port *port);
+static void out_discard(struct vser_port *port);
 
 /* ---- queues ----------------------------------------------------------- */
 
@@ -319,7 +321,7 @@ static void handle_guest_open(struct vser_port *port, uint16_t value)
 	if (!open) {
 		/* The guest driver drops data for a closed port; so do we,
 		 * and a host close that waited for it completes now. */
-		vp_buf_clear(&port->out);
+		out_discard(port);
 		if (port->close_pending) {
 			port->close_pending = false;
 			announce_host(port);
@@ -532,8 +534,10 @@ static void release_read(struct vser_port *port)
 
 	if (port->console || port->nreaders == 0)
 		return;
+	/* A reader that has everything up to its limit (a hung-up session
+	 * drained) needs nothing more: it must not hold the next session. */
 	TAILQ_FOREACH(r, &port->readers, link)
-		if (r->pos < low)
+		if (r->pos < r->limit && r->pos < low)
 			low = r->pos;
 	while ((e = TAILQ_FIRST(&port->held)) &&
 	       port->held_start + e->out_len <= low) {
@@ -673,6 +677,20 @@ uint64_t vser_reader_dropped(const struct vser_reader *r)
 }
 
 /* ---- host -> guest ---------------------------------------------------- */
+
+/* Throw away accepted host bytes that can no longer reach the guest, and
+ * remember that it happened (fsync reports it). */
+static void out_discard(struct vser_port *port)
+{
+	if (vp_buf_len(&port->out))
+		port->out_discards++;
+	vp_buf_clear(&port->out);
+}
+
+uint64_t vser_port_write_discards(const struct vser_port *port)
+{
+	return port->out_discards;
+}
 
 /* Fill one guest receive buffer from src[], skipping the first `skip`
  * bytes of it; returns the bytes placed. */
@@ -926,8 +944,8 @@ void vser_port_remove(struct vser_port *port)
 
 static void send_resize(struct vser_port *port)
 {
-	struct virtio_console_resize sz = { .rows = port->rows,
-					    .cols = port->cols };
+	struct virtio_console_resize sz = { .cols = port->cols,
+					    .rows = port->rows };
 
 	if (port->ready && port->cols && port->rows)
 		ctrl_send(port->dev, port->nr, VIRTIO_CONSOLE_RESIZE, 0, &sz,
@@ -1065,7 +1083,7 @@ static void dev_reset(struct vser *dev)
 		port->host_announced = false;
 		port->close_pending = false;
 		drop_held(port, false);
-		vp_buf_clear(&port->out);
+		out_discard(port);
 	}
 }
 

@@ -17,7 +17,8 @@ struct pfs_events_reader {
 	LIST_ENTRY(pfs_events_reader) link;
 	struct pfs_events *ev;
 	struct vp_buf q;
-	uint64_t lost; /* lines dropped since the last one delivered */
+	uint64_t lost;  /* lines dropped since the last one delivered */
+	bool mid_line;  /* the reader has read part of the first line */
 };
 
 struct pfs_events {
@@ -45,13 +46,17 @@ void pfs_events_free(struct pfs_events *ev)
 	free(ev);
 }
 
-/* Drop the oldest whole line; false if the queue holds no full line. */
+/* Drop the oldest whole line; false if there is none to drop (the queue
+ * is empty, or its first line is half read: dropping the rest of it would
+ * hand the reader a broken line). */
 static bool drop_oldest_line(struct pfs_events_reader *r)
 {
 	struct iovec two[2];
 	int k = vp_buf_peek(&r->q, two, vp_buf_len(&r->q));
 	size_t n = 0;
 
+	if (r->mid_line)
+		return false;
 	for (int i = 0; i < k; i++) {
 		const char *nl = memchr(two[i].iov_base, '\n', two[i].iov_len);
 
@@ -64,26 +69,33 @@ static bool drop_oldest_line(struct pfs_events_reader *r)
 	return false;
 }
 
-static void deliver(struct pfs_events_reader *r, json_object *obj)
+/* Room for the line plus the ',"lost":N' that may have to go into it. */
+#define LOST_FIELD_MAX 32
+
+static void deliver(struct pfs_events_reader *r, json_object *obj,
+		    size_t plain_len)
 {
 	const char *line;
 	size_t len;
 
+	/* Make room first, counting what goes, so that the line can say. */
+	while (vp_buf_room(&r->q) < plain_len + LOST_FIELD_MAX + 1 &&
+	       drop_oldest_line(r))
+		r->lost++;
+	if (vp_buf_room(&r->q) < plain_len + LOST_FIELD_MAX + 1) {
+		r->lost++; /* this one, then */
+		return;
+	}
 	if (r->lost)
-		json_object_object_add(obj, "lost", json_object_new_int64((int64_t)r->lost));
+		json_object_object_add(obj, "lost",
+				       json_object_new_int64((int64_t)r->lost));
 	line = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
 	len = strlen(line);
-	if (len + 1 > r->q.cap) {
-		r->lost++;
-		goto out;
-	}
-	while (vp_buf_room(&r->q) < len + 1 && drop_oldest_line(r))
-		r->lost++;
 	vp_buf_put(&r->q, line, len);
 	vp_buf_put(&r->q, "\n", 1);
+	if (r->lost)
+		json_object_object_del(obj, "lost");
 	r->lost = 0;
-out:
-	json_object_object_del(obj, "lost");
 }
 
 bool pfs_events_emit(struct pfs_events *ev, const char *name,
@@ -92,6 +104,7 @@ bool pfs_events_emit(struct pfs_events *ev, const char *name,
 	struct pfs_events_reader *r;
 	struct timespec ts;
 	json_object *obj;
+	size_t plain_len;
 
 	if (LIST_EMPTY(&ev->readers))
 		return false;
@@ -110,8 +123,10 @@ bool pfs_events_emit(struct pfs_events *ev, const char *name,
 				       json_object_new_string(port_name));
 		json_object_object_add(obj, "nr", json_object_new_int(nr));
 	}
+	plain_len = strlen(json_object_to_json_string_ext(obj,
+							    JSON_C_TO_STRING_PLAIN));
 	LIST_FOREACH(r, &ev->readers, link)
-		deliver(r, obj);
+		deliver(r, obj, plain_len);
 	json_object_put(obj);
 	return true;
 }
@@ -153,5 +168,13 @@ int pfs_events_peek(const struct pfs_events_reader *r, struct iovec iov[2],
 
 void pfs_events_consume(struct pfs_events_reader *r, size_t n)
 {
+	struct iovec two[2];
+	int k;
+
+	if (n == 0)
+		return;
+	/* Does the read end inside a line?  Look at its last byte. */
+	k = vp_buf_peek_at(&r->q, n - 1, two, 1);
+	r->mid_line = k && *(const char *)two[0].iov_base != '\n';
 	vp_buf_consume(&r->q, n);
 }

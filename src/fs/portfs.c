@@ -30,6 +30,7 @@
 #include "vportfs/log.h"
 #include "vportfs/pfs.h"
 #include "vportfs/pfs_events.h"
+#include "vportfs/utf8.h"
 #include "vportfs/vser.h"
 
 #define ROOT_INO FUSE_ROOT_ID
@@ -67,6 +68,7 @@ struct parked {
 	off_t off;
 	char *data;  /* PARK_WRITE: a copy of the caller's bytes */
 	size_t done; /* PARK_WRITE: bytes of data already accepted */
+	uint64_t discards; /* PARK_FSYNC: the port's discard count at fsync */
 	bool interrupted;
 };
 
@@ -124,7 +126,7 @@ static bool usable_name(const char *name)
 	size_t n = strlen(name);
 
 	return n > 0 && n <= VSER_NAME_MAX && name[0] != '.' &&
-	       !strchr(name, '/');
+	       !strchr(name, '/') && vp_utf8_valid(name);
 }
 
 void pfs_port_filename(unsigned nr, const char *name, char *buf, size_t len)
@@ -383,16 +385,24 @@ static bool try_write(struct pfs *fs, struct pfs_file *f, fuse_req_t req,
 	return false;
 }
 
-static bool try_fsync(struct pfs *fs, struct pfs_file *f, fuse_req_t req)
+/* Done when our buffer is empty (EIO if bytes were thrown away meanwhile:
+ * the guest closed or the VM died), or nothing can drain it any more. */
+static bool try_fsync(struct pfs *fs, struct pfs_file *f, fuse_req_t req,
+		      uint64_t discards)
 {
+	const struct vser_port *p;
+
 	if (file_gone(f)) {
 		fuse_reply_err(req, ENODEV);
 		return true;
 	}
-	/* Done when our buffer is empty, or nothing can drain it any more. */
-	if (vser_port_write_pending(f->pp->port) && file_live(fs, f))
+	p = f->pp->port;
+	if (vser_port_write_pending(p) && file_live(fs, f))
 		return false;
-	fuse_reply_err(req, 0);
+	if (vser_port_write_discards(p) != discards || vser_port_write_pending(p))
+		fuse_reply_err(req, EIO);
+	else
+		fuse_reply_err(req, 0);
 	return true;
 }
 
@@ -427,7 +437,7 @@ static void serve_file(struct pfs *fs, struct pfs_file *f)
 			done = try_write(fs, f, pk->req, pk->data, pk->size,
 					 flags, &pk->done);
 		} else {
-			done = try_fsync(fs, f, pk->req);
+			done = try_fsync(fs, f, pk->req, pk->discards);
 		}
 		if (done)
 			parked_free(f, pk);
@@ -511,8 +521,10 @@ static void interrupt_cb(fuse_req_t req, void *data)
 	schedule_reap(fuse_req_userdata(req));
 }
 
+/* `done`: PARK_WRITE, bytes already accepted; PARK_FSYNC, the discard
+ * count to compare with. */
 static void park(struct pfs_file *f, fuse_req_t req, enum park_kind kind,
-		 size_t size, off_t off, const char *data, size_t done)
+		 size_t size, off_t off, const char *data, uint64_t done)
 {
 	struct parked *pk = calloc(1, sizeof(*pk));
 
@@ -529,7 +541,10 @@ static void park(struct pfs_file *f, fuse_req_t req, enum park_kind kind,
 	pk->file = f;
 	pk->size = size;
 	pk->off = off;
-	pk->done = done;
+	if (kind == PARK_FSYNC)
+		pk->discards = done;
+	else
+		pk->done = done;
 	TAILQ_INSERT_TAIL(&f->parked, pk, link);
 	fuse_req_interrupt_func(req, interrupt_cb, pk);
 	return;
@@ -926,12 +941,14 @@ static int check_sharing(struct pfs *fs, struct pfs_port *pp, bool writer)
 {
 	struct pfs_file *f;
 
-	if (fs->cfg.exclusive && pp->nopen)
-		return -EBUSY;
-	if (writer)
-		LIST_FOREACH(f, &pp->files, link)
-			if (f->writer)
-				return -EBUSY;
+	/* A hung-up fd (-o session) can no longer talk to the guest: it
+	 * does not keep a new session out. */
+	LIST_FOREACH(f, &pp->files, link) {
+		if (f->hung)
+			continue;
+		if (fs->cfg.exclusive || (writer && f->writer))
+			return -EBUSY;
+	}
 	return 0;
 }
 
@@ -1072,6 +1089,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 {
 	struct pfs *fs = req_fs(req);
 	struct pfs_file *f = req_file(fi);
+	uint64_t discards;
 
 	(void)ino;
 	(void)datasync;
@@ -1079,8 +1097,13 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		fuse_reply_err(req, 0);
 		return;
 	}
-	if (!try_fsync(fs, f, req))
-		park(f, req, PARK_FSYNC, 0, 0, NULL, 0);
+	if (file_gone(f)) {
+		fuse_reply_err(req, ENODEV);
+		return;
+	}
+	discards = vser_port_write_discards(f->pp->port);
+	if (!try_fsync(fs, f, req, discards))
+		park(f, req, PARK_FSYNC, 0, 0, NULL, discards);
 }
 
 static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
@@ -1359,10 +1382,14 @@ struct pfs *pfs_new(struct vp_loop *loop, struct vser *dev,
 		if (port && !pport_new(fs, port))
 			goto err_free_pports;
 	}
+	/* We check no permissions ourselves: letting other users in without
+	 * the kernel checking modes would open every port to everybody. */
 	n = snprintf(opts, sizeof(opts),
 		     "fsname=vportfs,subtype=vportfs,max_read=%u%s%s", MAX_IO,
 		     cfg->allow_other ? ",allow_other" : "",
-		     cfg->default_permissions ? ",default_permissions" : "");
+		     cfg->default_permissions || cfg->allow_other
+			     ? ",default_permissions"
+			     : "");
 	if (n < 0 || (size_t)n >= sizeof(opts))
 		goto err_free_pports;
 	fs->se = fuse_session_new(&args, &pfs_ops, sizeof(pfs_ops), fs);

@@ -1023,9 +1023,12 @@ static void cmd_emerg(struct cli *c, int argc, char **argv, char *rest)
 {
 	size_t len;
 
-	(void)argc, (void)argv;
-	if (!rest)
-		rest = argv[argc];
+	(void)argc;
+	/* The text is the whole line after the command: the tokenizer's
+	 * rest-of-line starts one token later, so join the two again. */
+	if (rest)
+		rest[-1] = ' ';
+	rest = argv[1];
 	if (!unescape(rest, &len))
 		return err(c, "bad escape");
 	/* Linux's put_chars for early consoles: one emerg_wr write per

@@ -177,6 +177,16 @@ class BadOptions(CliTest):
         self.check_rejected(["--port", "name=twin0", "--port", "name=twin0",
                              self.mnt], "--port", "twin0")
 
+    def test_port_name_not_utf8(self):
+        self.check_rejected(["--port", b"name=raw\xff".decode("utf-8",
+                                                            "surrogateescape"),
+                             self.mnt], "--port", "UTF-8")
+
+    def test_two_ports_would_be_the_same_file(self):
+        # ".x" is no usable file name, so port 2 would be "port2" too.
+        self.check_rejected(["--port", "name=port2,nr=1", "--port",
+                             "name=.x,nr=2", self.mnt], "--port", "port2")
+
     def test_max_ports_zero(self):
         self.check_rejected(["--max-ports", "0", self.mnt], "--max-ports")
 

@@ -309,6 +309,17 @@ class WriteWithoutGuestBuffers(PortTest):
         self.assertEqual(self.guest_readn(len(data), 20000), data)
         self.guest("wait-host %d 0 5000" % self.nr)
 
+    def test_fsync_fails_with_eio_when_guest_closes_before_delivery(self):
+        self.guest_open()
+        fd = self.open(os.O_WRONLY)
+        self.assertEqual(os.write(fd, b"y" * 1000), 1000)
+        f = Blocked(os.fsync, fd)
+        self.assertTrue(f.still_blocked())
+        self.guest("close %d" % self.nr)
+        with self.assertRaises(OSError) as cm:
+            f.wait()
+        self.assertEqual(cm.exception.errno, errno.EIO)
+
     def test_fsync_waits_until_bytes_are_in_guest_buffers(self):
         self.guest_open()
         fd = self.open(os.O_WRONLY | os.O_NONBLOCK)

@@ -1,0 +1,283 @@
+"""Frontend restart (SPEC 3): when the frontend goes, the mount and the
+ports stay; a new connection is a fresh device (a VM restart) served by
+the same daemon."""
+import errno
+import os
+import select
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+sys.path.insert(0, os.path.dirname(__file__))
+
+from vpharness import VPORTFS_SIM, wait_until  # noqa: E402
+from simctl import Sim, SimTimeout  # noqa: E402
+from test_port_files import Blocked, PortTest  # noqa: E402
+
+
+def readable(fd):
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def poll_events(fd, timeout_ms=0):
+    p = select.poll()
+    p.register(fd, select.POLLIN | select.POLLOUT)
+    ev = p.poll(timeout_ms)
+    return ev[0][1] if ev else 0
+
+
+class RestartTest(PortTest):
+    def frontend(self):
+        return os.getxattr(self.d.mnt, "user.vport.frontend") == b"1"
+
+    def wait_frontend(self, up):
+        wait_until(lambda: self.frontend() == up, 5,
+                   what="frontend %s" % ("up" if up else "down"))
+
+    def drop_sim(self, how="disconnect"):
+        if how == "disconnect":
+            self.sim.disconnect()
+        else:
+            self.sim.kill()
+        self.wait_frontend(False)
+
+    def new_sim(self, args=()):
+        self.sim = Sim(VPORTFS_SIM, self.d.sock, args)
+        self.addCleanup(self.sim.close)
+        self.assertEqual(self.sim.wait_port("data"), self.nr)
+        return self.sim
+
+    def assert_errno(self, err, fn, *args):
+        with self.assertRaises(OSError) as cm:
+            fn(*args)
+        self.assertEqual(cm.exception.errno, err)
+
+
+class MountStays(RestartTest):
+    def test_mount_ports_and_fds_stay_when_frontend_goes(self):
+        before = sorted(os.listdir(self.d.mnt))
+        fd = self.open(os.O_RDWR)
+        self.drop_sim()
+        self.assertTrue(os.path.ismount(self.d.mnt))
+        self.assertEqual(sorted(os.listdir(self.d.mnt)), before)
+        self.assertEqual(os.stat(self.d.path("data")).st_mode, 0o100600)
+        self.assertTrue(self.d.alive())
+        # Guest side gone: EOF, POLLHUP, and writes wait.
+        self.assertEqual(os.read(fd, 10), b"")
+        self.assertTrue(poll_events(fd) & select.POLLHUP)
+        fd2 = self.open(os.O_RDONLY)
+        self.assertEqual(os.read(fd2, 10), b"")
+
+    def test_blocked_reader_gets_eof_on_disconnect(self):
+        fd = self.open(os.O_RDONLY)
+        self.guest_open()
+        r = Blocked(os.read, fd, 100)
+        self.assertTrue(r.still_blocked())
+        self.sim.disconnect()
+        self.assertEqual(r.wait(), b"")
+
+    def test_blocked_reader_gets_eof_when_sim_is_killed(self):
+        fd = self.open(os.O_RDONLY)
+        self.guest_open()
+        r = Blocked(os.read, fd, 100)
+        self.assertTrue(r.still_blocked())
+        self.sim.kill()
+        self.assertEqual(r.wait(), b"")
+
+    def test_unread_guest_output_of_dead_vm_is_gone(self):
+        fd = self.open(os.O_RDONLY | os.O_NONBLOCK)
+        self.guest_open()
+        self.guest_write(b"from the old VM")
+        wait_until(lambda: readable(fd), 5)
+        self.drop_sim("kill")
+        self.new_sim()
+        self.guest_open()
+        self.guest_write(b"new")
+        wait_until(lambda: readable(fd), 5)
+        self.assertEqual(os.read(fd, 100), b"new")
+
+
+class BlockedWriter(RestartTest):
+    def test_blocked_writer_waits_for_new_frontend(self):
+        fd = self.open(os.O_WRONLY)
+        w = Blocked(os.write, fd, b"survivor")  # guest not open
+        self.assertTrue(w.still_blocked())
+        self.drop_sim()
+        self.assertTrue(w.still_blocked())
+        self.new_sim(("--rx-bufs", "0"))
+        self.assertTrue(w.still_blocked())  # connected, not open yet
+        self.guest_open()
+        self.assertEqual(w.wait(), 8)
+        self.sim.sleep(0.2)
+        self.assertEqual(self.guest("rx-bytes %d" % self.nr), "0")
+        self.guest("rx-post %d 4 4096" % self.nr)
+        self.assertEqual(self.guest_readn(8), b"survivor")
+
+    def test_nonblocking_write_while_disconnected_is_eagain(self):
+        fd = self.open(os.O_WRONLY | os.O_NONBLOCK)
+        self.guest_open()
+        self.assertEqual(os.write(fd, b"a"), 1)
+        self.assertEqual(self.guest_readn(1), b"a")
+        self.drop_sim("kill")
+        with self.assertRaises(BlockingIOError):
+            os.write(fd, b"b")
+        self.new_sim()
+        with self.assertRaises(BlockingIOError):
+            os.write(fd, b"b")  # new guest has not opened the port
+        self.guest_open()
+        wait_until(lambda: poll_events(fd) & select.POLLOUT, 5)
+        self.assertEqual(os.write(fd, b"c"), 1)
+        self.assertEqual(self.guest_readn(1), b"c")
+
+    def test_parked_fsync_ends_when_frontend_goes(self):
+        fd = self.open(os.O_WRONLY)
+        self.sim.close()
+        self.new_sim(("--rx-bufs", "0"))
+        self.guest_open()
+        self.assertEqual(os.write(fd, b"x" * 1000), 1000)
+        f = Blocked(os.fsync, fd)
+        self.assertTrue(f.still_blocked())
+        self.sim.kill()
+        # It ends, and says the bytes it waited for never arrived.
+        with self.assertRaises(OSError) as cm:
+            f.wait()
+        self.assertEqual(cm.exception.errno, errno.EIO)
+
+
+class FreshDevice(RestartTest):
+    ports = ("name=data", "name=org.qemu.guest_agent.0",
+             "name=console0,console=on")
+
+    def test_new_connection_announces_ports_again(self):
+        subprocess.run(["touch", self.d.path("hot")], check=True)
+        hot = self.sim.wait_port("hot")
+        expect = sorted((p.nr, p.name, p.console) for p in self.sim.ports())
+        self.assertEqual(expect, [(0, "console0", True), (1, "data", False),
+                                  (2, "org.qemu.guest_agent.0", False),
+                                  (3, "hot", False)])
+        self.assertEqual(hot, 3)
+        self.drop_sim()
+        self.new_sim()
+        self.sim.wait_port("hot")
+        self.sim.wait_port("console0")
+        self.sim.wait_port("org.qemu.guest_agent.0")
+        got = sorted((p.nr, p.name, p.console) for p in self.sim.ports())
+        self.assertEqual(got, expect)
+        self.assertEqual(os.getxattr(self.d.mnt, "user.vport.driver_ready"),
+                         b"1")
+        for p in self.sim.ports():
+            self.assertEqual(self.sim.info(p.nr)["adds"], "1")
+
+    def test_hotplug_while_no_frontend_shows_in_next_vm(self):
+        self.drop_sim()
+        os.unlink(self.d.path("org.qemu.guest_agent.0"))
+        subprocess.run(["touch", self.d.path("later")], check=True)
+        self.new_sim()
+        self.assertEqual(self.sim.wait_port("later"), 2)
+        got = sorted((p.nr, p.name) for p in self.sim.ports())
+        self.assertEqual(got, [(0, "console0"), (1, "data"), (2, "later")])
+
+    def test_host_open_state_is_announced_to_new_guest(self):
+        fd = self.open(os.O_RDONLY)
+        self.guest("wait-host %d 1 2000" % self.nr)
+        self.drop_sim()
+        self.new_sim()
+        self.guest("wait-host %d 1 2000" % self.nr)
+        self.assertFalse(self.sim.host(2))
+        self.close(fd)
+        self.guest("wait-host %d 0 2000" % self.nr)
+
+    def test_several_connect_disconnect_cycles(self):
+        fd = self.open(os.O_RDWR)
+        for i in range(5):
+            if i:
+                self.new_sim()
+            self.guest("wait-host %d 1 2000" % self.nr)
+            self.guest_open()
+            msg = b"cycle %d" % i
+            self.assertEqual(os.write(fd, msg), len(msg))
+            self.assertEqual(self.guest_readn(len(msg)), msg)
+            self.guest_write(msg[::-1])
+            wait_until(lambda: readable(fd), 5)
+            self.assertEqual(os.read(fd, 100), msg[::-1])
+            self.drop_sim("kill" if i % 2 else "disconnect")
+            self.assertEqual(os.read(fd, 100), b"")
+        self.assertTrue(self.d.alive())
+        self.new_sim()
+        self.assertEqual(self.sim.bugs()[0], 0)
+
+
+class SessionRestart(RestartTest):
+    args = ("-o", "session")
+
+    def test_fd_is_hung_up_for_good_when_frontend_goes(self):
+        old = self.open(os.O_RDWR)
+        self.guest_open()
+        r = Blocked(os.read, old, 100)
+        self.assertTrue(r.still_blocked())
+        self.drop_sim("kill")
+        self.assertEqual(r.wait(), b"")
+        self.assert_errno(errno.EPIPE, os.write, old, b"x")
+        self.assertEqual(poll_events(old), select.POLLIN | select.POLLHUP)
+        self.close(old)
+        self.new_sim()
+        self.guest_open()
+        new = self.open(os.O_RDWR)
+        self.assertEqual(os.write(new, b"new vm"), 6)
+        self.assertEqual(self.guest_readn(6), b"new vm")
+
+    def test_old_fd_stays_hung_up_in_the_new_vm(self):
+        old = self.open(os.O_RDONLY)
+        self.guest_open()
+        self.drop_sim()
+        self.new_sim()
+        self.guest_open()
+        new = self.open(os.O_RDONLY)
+        self.guest_write(b"vm2")
+        wait_until(lambda: readable(new), 5)
+        self.assertEqual(os.read(new, 100), b"vm2")
+        self.assertEqual(os.read(old, 100), b"")
+
+    def test_hung_fd_kept_open_does_not_stall_new_vm(self):
+        old = self.open(os.O_RDONLY)
+        self.guest_open()
+        self.drop_sim("kill")
+        self.assertEqual(os.read(old, 10), b"")
+        # 16 x 32 KiB TX ring: a stall shows after 512 KiB.
+        self.new_sim(("--queue-size", "16"))
+        self.guest_open()
+        new = self.open(os.O_RDONLY)
+        self.guest("wait-host %d 1 2000" % self.nr)
+        data = os.urandom(2 << 20)
+        got = bytearray()
+
+        def reader():
+            while len(got) < len(data):
+                b = os.read(new, 1 << 20)
+                if not b:
+                    break
+                got.extend(b)
+        r = Blocked(reader)
+        try:
+            self.sim.write_all(self.nr, data, 3)
+        except SimTimeout as e:
+            self.fail("new VM stalled after %s of %d bytes while the old "
+                      "VM's hung fd stays open" % (e.partial, len(data)))
+        r.wait()
+        self.assertTrue(bytes(got) == data, "data differs")
+
+    def test_blocked_writer_opened_before_any_session_waits_for_new_vm(self):
+        fd = self.open(os.O_WRONLY)
+        w = Blocked(os.write, fd, b"hello")
+        self.assertTrue(w.still_blocked())
+        self.drop_sim()
+        self.assertTrue(w.still_blocked())
+        self.new_sim()
+        self.guest_open()
+        self.assertEqual(w.wait(), 5)
+        self.assertEqual(self.guest_readn(5), b"hello")
+
+
+if __name__ == "__main__":
+    unittest.main()
