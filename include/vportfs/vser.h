@@ -169,6 +169,13 @@ size_t vser_reader_peek(struct vser_reader *r, struct iovec *iov, int *niov,
 void vser_reader_consume(struct vser_reader *r, size_t n);
 /* Console bytes overwritten before this reader read them. */
 uint64_t vser_reader_dropped(const struct vser_reader *r);
+/* The host side just looked at the port through this reader (a read or a
+ * poll was answered): what the guest had sent so far counts as offered.
+ * When the last host file closes, offered output nobody read is
+ * discarded, as the guest driver does; output that came later, or while
+ * no host file was open, is kept for the next opener, so nothing the guest
+ * writes between two host readers is lost. */
+void vser_reader_seen(struct vser_reader *r);
 
 /* Host -> guest.  Accepts up to len bytes; returns the count, -EAGAIN if
  * nothing fits now (guest not open, or no buffers and our buffer full).

@@ -52,6 +52,7 @@ struct vser_port {
 	struct vq_elem_list held;
 	uint64_t held_start;
 	uint64_t stream_end;
+	uint64_t offered; /* the host side has looked up to here */
 	struct vp_buf ring;
 	TAILQ_HEAD(, vser_reader) readers;
 	unsigned nreaders;
@@ -423,16 +424,22 @@ static uint64_t ring_start(const struct vser_port *port)
 /* Forget every held buffer: returned to the guest if `push`, else simply
  * freed (its memory belongs to a guest that is gone).  Readers skip what
  * they had not read. */
-static void drop_held(struct vser_port *port, bool push)
+/* Forget the held buffers that end at or before `upto`: returned to the
+ * guest if `push`, else simply freed (their memory belongs to a guest that
+ * is gone).  Bytes no reader got count as dropped; readers skip them. */
+static void drop_held_upto(struct vser_port *port, uint64_t upto, bool push)
 {
 	struct vq *vq = push ? started_queue(port->dev, vser_port_txq(port->nr))
 			     : NULL;
+	uint64_t furthest = port->held_start;
 	struct vser_reader *r;
 	struct vq_elem *e;
 	bool pushed = false;
 
-	while ((e = TAILQ_FIRST(&port->held))) {
+	while ((e = TAILQ_FIRST(&port->held)) &&
+	       port->held_start + e->out_len <= upto) {
 		TAILQ_REMOVE(&port->held, e, link);
+		port->held_start += e->out_len;
 		if (vq) {
 			vq_push(vq, e->head, 0);
 			pushed = true;
@@ -442,11 +449,18 @@ static void drop_held(struct vser_port *port, bool push)
 	if (pushed)
 		vu_queue_notify(port->dev->vu, vser_port_txq(port->nr));
 	TAILQ_FOREACH(r, &port->readers, link) {
-		if (r->pos < port->stream_end)
-			port->st.dropped_bytes += port->stream_end - r->pos;
-		r->pos = port->stream_end;
+		if (r->pos > furthest)
+			furthest = r->pos;
+		if (r->pos < port->held_start)
+			r->pos = port->held_start;
 	}
-	port->held_start = port->stream_end;
+	if (port->held_start > furthest)
+		port->st.dropped_bytes += port->held_start - furthest;
+}
+
+static void drop_held(struct vser_port *port, bool push)
+{
+	drop_held_upto(port, port->stream_end, push);
 }
 
 /* Append console output to the ring, dropping (and counting) the oldest
@@ -499,13 +513,13 @@ static bool port_pull_tx(struct vser_port *port)
 				vq_push(vq, e->head, 0);
 				free(e);
 				got = true;
-			} else if (!port->host_connected || e->out_len == 0) {
-				/* Nobody to give it to: the guest wrote
-				 * while the host was closing. */
-				port->st.dropped_bytes += e->out_len;
+			} else if (e->out_len == 0) {
 				vq_push(vq, e->head, 0);
 				free(e);
 			} else {
+				/* Held even with no host file open (the guest
+				 * wrote while a reader was between two opens):
+				 * the next opener gets it. */
 				TAILQ_INSERT_TAIL(&port->held, e, link);
 				port->stream_end += e->out_len;
 				port->st.rx_bytes += e->out_len;
@@ -585,6 +599,15 @@ void vser_reader_free(struct vser_reader *r)
 	port->nreaders--;
 	release_read(port);
 	free(r);
+}
+
+void vser_reader_seen(struct vser_reader *r)
+{
+	struct vser_port *port = r->port;
+	uint64_t end = port->stream_end < r->limit ? port->stream_end : r->limit;
+
+	if (end > port->offered)
+		port->offered = end;
 }
 
 void vser_reader_set_limit(struct vser_reader *r, uint64_t limit)
@@ -835,11 +858,12 @@ void vser_port_set_host_connected(struct vser_port *port, bool connected)
 		/* Output the guest wrote meanwhile may be waiting. */
 		port_schedule(port);
 	} else {
-		/* Unread guest output is discarded, as the guest driver does
-		 * with host output when it closes; readers that remain (hung
-		 * up sessions) keep what was sent to them. */
+		/* Output the host was offered and left unread is discarded,
+		 * as the guest driver does with host output when it closes;
+		 * what arrived after the host last looked is kept for the next
+		 * opener.  Readers that remain (hung-up sessions) keep theirs. */
 		if (!port->console && port->nreaders == 0)
-			drop_held(port, true);
+			drop_held_upto(port, port->offered, true);
 		port->close_pending = vp_buf_len(&port->out) > 0 &&
 				      port->guest_connected;
 	}

@@ -98,16 +98,21 @@ static uint16_t avail_idx(struct vq *vq)
 
 bool vq_has_avail(struct vq *vq)
 {
-	uint16_t pending;
+	uint16_t idx, pending;
 
 	if (!vq_ready(vq))
 		return false;
-	pending = (uint16_t)(avail_idx(vq) - vq->last_avail);
-	if (pending > vq->num) {
-		mark_broken(vq, "avail index moved by more than the ring size");
+	idx = avail_idx(vq);
+	pending = (uint16_t)(idx - vq->last_avail);
+	if (pending <= vq->num)
+		return pending != 0;
+	/* Behind us: a Linux guest taking back buffers it had posted (port
+	 * unplug, device teardown) rewinds its index.  Nothing to pop; see
+	 * vq_resync_avail.  Ahead by more than the ring: nonsense. */
+	if ((uint16_t)(vq->last_avail - idx) <= vq->num)
 		return false;
-	}
-	return pending != 0;
+	mark_broken(vq, "avail index moved by more than the ring size");
+	return false;
 }
 
 void vq_resync_avail(struct vq *vq)

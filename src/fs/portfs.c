@@ -317,6 +317,9 @@ static bool try_read(struct pfs *fs, struct pfs_file *f, fuse_req_t req,
 			fuse_reply_err(req, EBADF);
 			return true;
 		}
+		/* Whatever we answer, the reader has looked (see
+		 * vser_reader_seen). */
+		vser_reader_seen(f->reader);
 		n = vser_reader_peek(f->reader, iov, &niov, size);
 		if (n) {
 			/* One copy: from guest memory (or the console ring)
@@ -1117,6 +1120,8 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 			fuse_pollhandle_destroy(f->ph);
 		f->ph = ph;
 	}
+	if (f->reader)
+		vser_reader_seen(f->reader);
 	f->polled = file_revents(req_fs(req), f);
 	fuse_reply_poll(req, f->polled);
 }

@@ -201,11 +201,12 @@ class Read(PortTest):
                 break
             out += b
 
-    def test_unread_guest_output_is_discarded_at_close(self):
+    def test_offered_unread_guest_output_is_discarded_at_close(self):
         fd = self.open(os.O_RDONLY)
         self.guest_open()
         self.guest_write(b"stale")
-        time.sleep(0.2)
+        # The host sees it is readable, then closes without reading.
+        wait_until(lambda: select.select([fd], [], [], 0)[0], 5)
         self.close(fd)
         self.guest("wait-host %d 0 2000" % self.nr)
         self.guest("wait-tx %d 2000" % self.nr)
@@ -213,6 +214,32 @@ class Read(PortTest):
         with self.assertRaises(BlockingIOError):
             os.read(fd, 100)
 
+    def test_output_after_the_readers_last_look_is_kept_for_the_next(self):
+        # Seed 000 (a): a host `cat` got EOF (guest closed), then the
+        # guest opens, writes and closes before that cat closes.  Nobody
+        # saw those bytes: the next reader gets them.
+        fd = self.open(os.O_RDONLY)
+        self.assertEqual(os.read(fd, 100), b"")  # EOF: guest not open
+        self.guest_open()
+        self.guest_write(b"test 42\n")
+        time.sleep(0.2)
+        self.guest("close %d" % self.nr)
+        self.close(fd)
+        fd = self.open(os.O_RDONLY)
+        self.assertEqual(os.read(fd, 100), b"test 42\n")
+        self.assertEqual(os.read(fd, 100), b"")
+
+    def test_output_while_no_host_file_is_open_is_kept_for_the_next(self):
+        # The guest still believes the host is open (its PORT_OPEN 0 is on
+        # the way) and writes: the bytes wait for the next opener.
+        fd = self.open(os.O_RDONLY)
+        self.guest_open()
+        self.guest("wait-host %d 1 2000" % self.nr)
+        self.close(fd)
+        self.guest_write(b"in between\n")
+        time.sleep(0.2)
+        fd = self.open(os.O_RDONLY)
+        self.assertEqual(os.read(fd, 100), b"in between\n")
 
 class Write(PortTest):
     def test_write_reaches_guest(self):
