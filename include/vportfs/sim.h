@@ -159,6 +159,10 @@ int sim_process(struct sim *sim, int timeout_ms);
 typedef bool (*sim_cond_fn)(struct sim *sim, void *arg);
 int sim_wait(struct sim *sim, sim_cond_fn cond, void *arg, int timeout_ms);
 
+/* Wait until a port named `name` was added and named; its number, or
+ * -errno as sim_wait. */
+int sim_wait_port(struct sim *sim, const char *name, int timeout_ms);
+
 /* Negotiated state, valid after sim_connect(). */
 struct sim_state {
 	uint64_t features;	    /* offered by the device */

@@ -426,8 +426,9 @@ static uint64_t ring_start(const struct vser_port *port)
  * they had not read. */
 /* Forget the held buffers that end at or before `upto`: returned to the
  * guest if `push`, else simply freed (their memory belongs to a guest that
- * is gone).  Bytes no reader got count as dropped; readers skip them. */
-static void drop_held_upto(struct vser_port *port, uint64_t upto, bool push)
+ * is gone).  Bytes no reader got count as dropped; readers skip them.
+ * True if anything went back to the guest. */
+static bool drop_held_upto(struct vser_port *port, uint64_t upto, bool push)
 {
 	struct vq *vq = push ? started_queue(port->dev, vser_port_txq(port->nr))
 			     : NULL;
@@ -456,6 +457,7 @@ static void drop_held_upto(struct vser_port *port, uint64_t upto, bool push)
 	}
 	if (port->held_start > furthest)
 		port->st.dropped_bytes += port->held_start - furthest;
+	return pushed;
 }
 
 static void drop_held(struct vser_port *port, bool push)
@@ -540,11 +542,8 @@ static bool port_pull_tx(struct vser_port *port)
 /* Return the held buffers every reader has read past. */
 static void release_read(struct vser_port *port)
 {
-	struct vq *vq = started_queue(port->dev, vser_port_txq(port->nr));
 	uint64_t low = port->stream_end;
 	struct vser_reader *r;
-	struct vq_elem *e;
-	bool pushed = false;
 
 	if (port->console || port->nreaders == 0)
 		return;
@@ -553,21 +552,9 @@ static void release_read(struct vser_port *port)
 	TAILQ_FOREACH(r, &port->readers, link)
 		if (r->pos < r->limit && r->pos < low)
 			low = r->pos;
-	while ((e = TAILQ_FIRST(&port->held)) &&
-	       port->held_start + e->out_len <= low) {
-		TAILQ_REMOVE(&port->held, e, link);
-		port->held_start += e->out_len;
-		if (vq) {
-			vq_push(vq, e->head, 0);
-			pushed = true;
-		}
-		free(e);
-	}
-	if (pushed) {
-		vu_queue_notify(port->dev->vu, vser_port_txq(port->nr));
-		/* Returned buffers let the guest write more. */
+	/* Returned buffers let the guest write more. */
+	if (drop_held_upto(port, low, true))
 		port_schedule(port);
-	}
 }
 
 struct vser_reader *vser_reader_new(struct vser_port *port, bool backlog)

@@ -106,19 +106,6 @@ static void fail_diag(struct sim *s, const char *what)
 		fprintf(stderr, "vportfs-bench: diagnosis:\n%s", buf);
 }
 
-struct port_name_arg {
-	const char *name;
-	int nr;
-};
-
-static bool cond_port_named(struct sim *s, void *a)
-{
-	struct port_name_arg *pa = a;
-
-	pa->nr = sim_port_find(s, pa->name);
-	return pa->nr >= 0;
-}
-
 static bool cond_host(struct sim *s, void *a)
 {
 	struct sim_port_info pi;
@@ -581,13 +568,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vportfs-bench: connect: %s\n", sim_error(s));
 		goto out_free_sim;
 	}
-	struct port_name_arg pa = {.name = b.port, .nr = -1};
-	rc = sim_wait(s, cond_port_named, &pa, (int)(connect_timeout * 1000));
-	if (rc) {
+	rc = sim_wait_port(s, b.port, (int)(connect_timeout * 1000));
+	if (rc < 0) {
 		fail_diag(s, "waiting for the port");
 		goto out_free_sim;
 	}
-	unsigned nr = (unsigned)pa.nr;
+	unsigned nr = (unsigned)rc;
 	if (b.mode == MODE_H2G) {
 		struct sim_state st;
 		sim_get_state(s, &st);

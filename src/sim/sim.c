@@ -1863,7 +1863,7 @@ int sim_set_config(struct sim *s, uint32_t offset, const void *buf,
 
 static int read_config_at_connect(struct sim *s)
 {
-	struct virtio_console_config c;
+	struct virtio_console_config c = { 0 };
 	int rc = sim_read_config(s, &c);
 
 	if (rc)
@@ -2596,6 +2596,27 @@ int sim_wait(struct sim *s, sim_cond_fn cond, void *arg, int timeout_ms)
 			return fail(s, -ETIMEDOUT, "timeout");
 		}
 	}
+}
+
+struct port_name_arg {
+	const char *name;
+	int nr;
+};
+
+static bool cond_port_named(struct sim *s, void *a)
+{
+	struct port_name_arg *pa = a;
+
+	pa->nr = sim_port_find(s, pa->name);
+	return pa->nr >= 0;
+}
+
+int sim_wait_port(struct sim *s, const char *name, int timeout_ms)
+{
+	struct port_name_arg a = { .name = name, .nr = -1 };
+	int rc = sim_wait(s, cond_port_named, &a, timeout_ms);
+
+	return rc ? rc : a.nr;
 }
 
 /* ---- ports: public ---------------------------------------------------- */

@@ -341,19 +341,6 @@ static bool opt_timeout(struct cli *c, int argc, char **argv, int at, int *t)
 
 /* ---- waiting ------------------------------------------------------------ */
 
-struct port_name_arg {
-	const char *name;
-	int nr;
-};
-
-static bool cond_port_named(struct sim *s, void *a)
-{
-	struct port_name_arg *pa = a;
-
-	pa->nr = sim_port_find(s, pa->name);
-	return pa->nr >= 0;
-}
-
 struct port_flag_arg {
 	unsigned nr;
 	int want; /* host: 0/1; gone: -1 */
@@ -495,16 +482,15 @@ static void cmd_stats(struct cli *c, int argc, char **argv, char *rest)
 
 static void cmd_wait_port(struct cli *c, int argc, char **argv, char *rest)
 {
-	struct port_name_arg a = {.name = argv[1], .nr = -1};
-	int t, rc;
+	int t, nr;
 
 	(void)rest;
 	if (!opt_timeout(c, argc, argv, 2, &t))
 		return err(c, "bad timeout");
-	rc = sim_wait(c->sim, cond_port_named, &a, t);
-	if (rc)
-		return err_rc(c, rc);
-	ok(c, "%d", a.nr);
+	nr = sim_wait_port(c->sim, argv[1], t);
+	if (nr < 0)
+		return err_rc(c, nr);
+	ok(c, "%d", nr);
 }
 
 static void cmd_ports(struct cli *c, int argc, char **argv, char *rest)
@@ -603,20 +589,27 @@ static void cmd_wait_host(struct cli *c, int argc, char **argv, char *rest)
 	ok(c, NULL);
 }
 
-static void cmd_wait_gone(struct cli *c, int argc, char **argv, char *rest)
+/* "CMD NR [timeout_ms]": wait until cond holds for port NR. */
+static void wait_port_cond(struct cli *c, int argc, char **argv,
+			   bool (*cond)(struct sim *, void *))
 {
 	struct port_flag_arg a = {0};
 	int t, rc;
 
-	(void)rest;
 	if (!port_arg(c, argv[1], &a.nr))
 		return;
 	if (!opt_timeout(c, argc, argv, 2, &t))
 		return err(c, "bad timeout");
-	rc = sim_wait(c->sim, cond_gone, &a, t);
+	rc = sim_wait(c->sim, cond, &a, t);
 	if (rc)
 		return err_rc(c, rc);
 	ok(c, NULL);
+}
+
+static void cmd_wait_gone(struct cli *c, int argc, char **argv, char *rest)
+{
+	(void)rest;
+	wait_port_cond(c, argc, argv, cond_gone);
 }
 
 /* Queues all of data, waiting for ring space; a stall longer than t ms
@@ -758,18 +751,8 @@ static void cmd_write_file(struct cli *c, int argc, char **argv, char *rest)
 
 static void cmd_wait_tx(struct cli *c, int argc, char **argv, char *rest)
 {
-	struct port_flag_arg a = {0};
-	int t, rc;
-
 	(void)rest;
-	if (!port_arg(c, argv[1], &a.nr))
-		return;
-	if (!opt_timeout(c, argc, argv, 2, &t))
-		return err(c, "bad timeout");
-	rc = sim_wait(c->sim, cond_tx_done, &a, t);
-	if (rc)
-		return err_rc(c, rc);
-	ok(c, NULL);
+	wait_port_cond(c, argc, argv, cond_tx_done);
 }
 
 static void cmd_read(struct cli *c, int argc, char **argv, char *rest)
@@ -1131,7 +1114,7 @@ static void cmd_raw_msg(struct cli *c, int argc, char **argv, char *rest)
 	unsigned req, flags;
 	uint8_t *payload = NULL;
 	size_t len = 0;
-	uint64_t hdr_size;
+	uint64_t hdr_size = 0;
 	bool size_set = false;
 	int fds[8], own[8];
 	unsigned nfds = 0;

@@ -3,7 +3,6 @@ ring keeps the newest bytes and counts the dropped ones, RESIZE through the
 user.vport.winsize attribute, emergency write to the first console port."""
 import errno
 import os
-import select
 import subprocess
 import sys
 import time
@@ -12,15 +11,12 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from vpharness import VPORTFS_SIM, wait_until  # noqa: E402
+from vpharness import VPORTFS_SIM, readable, wait_until  # noqa: E402
 from simctl import Sim  # noqa: E402
 from test_port_files import Blocked, PortTest  # noqa: E402
 
 RING = 4096
 
-
-def readable(fd):
-    return bool(select.select([fd], [], [], 0)[0])
 
 
 def drain(fd):

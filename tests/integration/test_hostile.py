@@ -26,7 +26,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from vpharness import Daemon, VPORTFS_SIM, wait_until  # noqa: E402
+from vpharness import Blocked, Daemon, VPORTFS_SIM, wait_until  # noqa: E402
 from simctl import CTRL, Sim, SimDisconnected, SimError  # noqa: E402
 
 TEST_TIMEOUT = 30
@@ -116,33 +116,6 @@ def write_all(fd, data, timeout=5.0):
             time.sleep(0.01)
 
 
-class Blocked:
-    """Run fn in a thread; tell whether it is still blocked."""
-
-    def __init__(self, fn, *args):
-        self.result = None
-        self.error = None
-        self.thread = threading.Thread(target=self._run, args=(fn,) + args,
-                                       daemon=True)
-        self.thread.start()
-
-    def _run(self, fn, *args):
-        try:
-            self.result = fn(*args)
-        except BaseException as e:  # noqa: BLE001 - reported by the test
-            self.error = e
-
-    def still_blocked(self, after=0.3):
-        self.thread.join(after)
-        return self.thread.is_alive()
-
-    def wait(self, timeout=5):
-        self.thread.join(timeout)
-        if self.thread.is_alive():
-            raise AssertionError("call still blocked after %ss" % timeout)
-        if self.error:
-            raise self.error
-        return self.result
 
 
 class HostileTest(unittest.TestCase):

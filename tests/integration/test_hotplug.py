@@ -12,20 +12,11 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from vpharness import VPORTFS_SIM, Daemon, wait_until  # noqa: E402
+from vpharness import Daemon, VPORTFS_SIM, poll_events, readable, wait_until  # noqa: E402
 from simctl import Sim  # noqa: E402
 from test_port_files import TEST_TIMEOUT, Blocked, PortTest  # noqa: E402
 
 
-def readable(fd):
-    return bool(select.select([fd], [], [], 0)[0])
-
-
-def poll_events(fd, timeout_ms=0):
-    p = select.poll()
-    p.register(fd, select.POLLIN | select.POLLOUT)
-    ev = p.poll(timeout_ms)
-    return ev[0][1] if ev else 0
 
 
 class HotplugTest(PortTest):

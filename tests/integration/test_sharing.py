@@ -7,7 +7,6 @@ reach the guest before it hears PORT_OPEN 0; fsync waits for delivery.
 """
 import errno
 import os
-import select
 import sys
 import time
 import unittest
@@ -15,12 +14,9 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from vpharness import wait_until  # noqa: E402
+from vpharness import readable, wait_until  # noqa: E402
 from test_port_files import Blocked, PortTest  # noqa: E402
 
-
-def readable(fd):
-    return bool(select.select([fd], [], [], 0)[0])
 
 
 def read_exactly(fd, n, out, pause=0.0, chunk=1 << 20):

@@ -7,7 +7,6 @@ user.vport.frontend, .driver_ready, .max_ports, .features.
 import ctypes
 import errno
 import os
-import select
 import subprocess
 import sys
 import unittest
@@ -15,7 +14,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from vpharness import wait_until  # noqa: E402
+from vpharness import readable, wait_until  # noqa: E402
 from test_port_files import PortTest  # noqa: E402
 
 PORT_ATTRS = ["console", "dropped_bytes", "guest_connected",
@@ -26,9 +25,6 @@ VIRTIO_CONSOLE_F_MULTIPORT = 1 << 1
 VIRTIO_F_VERSION_1 = 1 << 32
 VHOST_USER_F_PROTOCOL_FEATURES = 1 << 30
 
-
-def readable(fd):
-    return bool(select.select([fd], [], [], 0)[0])
 
 
 class XattrTest(PortTest):

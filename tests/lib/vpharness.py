@@ -6,10 +6,12 @@ runner forwards (SIGTERM): nothing may stay mounted or running.
 """
 import atexit
 import os
+import select
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -48,6 +50,48 @@ def force_unmount(path):
         subprocess.run(["umount", "-l", path], stderr=subprocess.DEVNULL)
     if mounted(path):
         subprocess.run(["fusermount3", "-uz", path], stderr=subprocess.DEVNULL)
+
+
+def readable(fd):
+    """Would a read on fd return at once?"""
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def poll_events(fd, timeout_ms=0):
+    """The revents poll(2) reports for POLLIN|POLLOUT on fd, or 0."""
+    p = select.poll()
+    p.register(fd, select.POLLIN | select.POLLOUT)
+    ev = p.poll(timeout_ms)
+    return ev[0][1] if ev else 0
+
+
+class Blocked:
+    """Run fn in a thread; tell whether it is still blocked."""
+
+    def __init__(self, fn, *args):
+        self.result = None
+        self.error = None
+        self.thread = threading.Thread(target=self._run, args=(fn,) + args,
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self, fn, *args):
+        try:
+            self.result = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+
+    def still_blocked(self, after=0.3):
+        self.thread.join(after)
+        return self.thread.is_alive()
+
+    def wait(self, timeout=10):
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise AssertionError("call still blocked after %ss" % timeout)
+        if self.error:
+            raise self.error
+        return self.result
 
 
 class Daemon:
