@@ -675,6 +675,51 @@ static void test_avail_idx_exactly_num_ahead_is_fine(void **state)
 	assert_false(f->vq.broken);
 }
 
+static void test_avail_idx_moving_back_is_quiet_and_resync_adopts_it(
+	void **state)
+{
+	struct fx *f = *state;
+	struct vq_elem *e;
+
+	for (unsigned i = 0; i < 3; i++) {
+		set_desc(f, i, DATA_A, 4, 0, 0);
+		make_avail(f, (uint16_t)i);
+	}
+	for (unsigned i = 0; i < 3; i++) {
+		assert_int_equal(vq_pop(&f->vq, &f->mem, &e), 1);
+		vq_push(&f->vq, e->head, 0);
+		free(e);
+	}
+	/* A Linux guest taking back buffers (port unplug, teardown) rewinds
+	 * its avail index behind ours: nothing to pop, and not broken. */
+	f->avail_idx = 1;
+	f->avail->idx = 1;
+	assert_false(vq_has_avail(&f->vq));
+	assert_int_equal(vq_pop(&f->vq, &f->mem, &e), 0);
+	assert_false(f->vq.broken);
+	/* Re-adding the port adopts the guest's index, and buffers it posts
+	 * from there are popped. */
+	vq_resync_avail(&f->vq);
+	assert_int_equal(f->vq.last_avail, 1);
+	set_desc(f, 5, DATA_B, 4, 0, 0);
+	make_avail(f, 5);
+	assert_int_equal(vq_pop(&f->vq, &f->mem, &e), 1);
+	assert_int_equal(e->head, 5);
+	free(e);
+}
+
+static void test_resync_leaves_an_index_that_is_not_behind(void **state)
+{
+	struct fx *f = *state;
+
+	set_desc(f, 0, DATA_A, 4, 0, 0);
+	make_avail(f, 0);
+	make_avail(f, 0);
+	vq_resync_avail(&f->vq);
+	assert_int_equal(f->vq.last_avail, 0); /* two chains still to pop */
+	assert_true(vq_has_avail(&f->vq));
+}
+
 static void test_avail_idx_wrapping_past_65535_is_fine(void **state)
 {
 	struct fx *f = *state;
@@ -1005,6 +1050,8 @@ int main(void)
 		T(test_pop_returns_0_after_pushing_back_only_bad_chains),
 		T(test_avail_idx_jumping_more_than_num_breaks_queue),
 		T(test_avail_idx_exactly_num_ahead_is_fine),
+		T(test_avail_idx_moving_back_is_quiet_and_resync_adopts_it),
+		T(test_resync_leaves_an_index_that_is_not_behind),
 		T(test_avail_idx_wrapping_past_65535_is_fine),
 		T(test_head_index_out_of_range_breaks_queue),
 		T(test_pop_on_unset_queue_returns_0),
