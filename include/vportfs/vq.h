@@ -114,8 +114,8 @@ void vq_want_kick(struct vq *vq);
 
 /* A Linux guest that unplugs a port takes back the buffers it had posted
  * on the port's queues and moves its avail index backwards.  If the index
- * is now behind ours, adopt it (only with nothing in flight); otherwise do
- * nothing. */
+ * is further from ours than the ring allows (behind us, in practice),
+ * adopt it (only with nothing in flight); otherwise do nothing. */
 void vq_resync_avail(struct vq *vq);
 
 /* Copy from a flat buffer into the device-writable part of elem, starting

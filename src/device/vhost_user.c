@@ -161,16 +161,19 @@ static void kick_cb(struct vp_watch *w, int revents, void *opaque)
 {
 	struct vu_queue *vq = opaque;
 	struct vu *vu = vq->vu;
-	uint64_t v;
+	uint64_t buf[512];
 	ssize_t n;
 
 	(void)w;
 	(void)revents;
 	/* An eventfd reads 8 bytes; a pipe or socketpair (UML) may hold
-	 * several notifications: drain them all, one kick is enough. */
-	do {
-		n = read(vq->kick_fd, &v, sizeof(v));
-	} while (n > 0);
+	 * several notifications: drain them, one kick is enough.  Bounded:
+	 * a frontend writing without pause must not hold the loop here. */
+	for (int i = 0; i < 16; i++) {
+		n = read(vq->kick_fd, buf, sizeof(buf));
+		if (n < (ssize_t)sizeof(buf))
+			break;
+	}
 	if (n == 0) {
 		/* The frontend closed its end of the kick fd: stop watching
 		 * it, or we would spin on EOF. */

@@ -74,6 +74,7 @@ struct vser {
 	struct vser_port **ports; /* indexed by number, cfg.max_ports slots */
 	bool driver_ready;
 	bool process_scheduled;
+	bool ctrl_tx_dirty; /* control TX had more than one budget's worth */
 	uint64_t features;
 	struct virtio_console_config config;
 
@@ -150,11 +151,17 @@ static void device_event(struct vser *dev, enum vser_dev_event ev)
 		dev->listener->device_event(ev, dev->listener_opaque);
 }
 
+static void ctrl_tx_kick(struct vser *dev);
+
 static void process_cb(void *opaque)
 {
 	struct vser *dev = opaque;
 
 	dev->process_scheduled = false;
+	if (dev->ctrl_tx_dirty) {
+		dev->ctrl_tx_dirty = false;
+		ctrl_tx_kick(dev);
+	}
 	for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++) {
 		struct vser_port *port = dev->ports[nr];
 
@@ -163,15 +170,18 @@ static void process_cb(void *opaque)
 	}
 }
 
+static void dev_schedule(struct vser *dev)
+{
+	if (!dev->process_scheduled && vp_defer(dev->loop, process_cb, dev) == 0)
+		dev->process_scheduled = true;
+}
+
 /* Service the port before the loop sleeps, outside the caller's stack:
  * the caller may be the listener itself. */
 static void port_schedule(struct vser_port *port)
 {
-	struct vser *dev = port->dev;
-
 	port->dirty = true;
-	if (!dev->process_scheduled && vp_defer(dev->loop, process_cb, dev) == 0)
-		dev->process_scheduled = true;
+	dev_schedule(port->dev);
 }
 
 /* ---- control messages ------------------------------------------------- */
@@ -219,22 +229,28 @@ static void ctrl_send(struct vser *dev, unsigned id, uint16_t event,
 					    .value = value };
 	struct ctrl_msg *m;
 
-	if (event == VIRTIO_CONSOLE_PORT_OPEN) {
-		/* Only the latest open state of a port matters to a guest
-		 * that has not read the earlier one yet. */
+	if (event == VIRTIO_CONSOLE_PORT_OPEN ||
+	    event == VIRTIO_CONSOLE_RESIZE) {
+		/* Only the latest open state or size of a port matters to a
+		 * guest that has not read the earlier one yet. */
 		TAILQ_FOREACH(m, &dev->ctrl_out, link) {
 			struct virtio_console_control *q = (void *)m->data;
 
 			if (q->id == id && q->event == event) {
 				q->value = value;
+				if (extra_len)
+					memcpy(m->data + sizeof(c), extra,
+					       extra_len);
 				return;
 			}
 		}
 	}
 	if (dev->nctrl_out >= CTRL_OUT_MAX || extra_len > VSER_NAME_MAX) {
-		vp_err("control queue to the guest is full (%u messages): "
-		       "guest not reading; dropping event %u for port %u",
-		       dev->nctrl_out, event, id);
+		/* Only reachable for a guest that never reads control
+		 * messages; hot-plug is refused before it gets here. */
+		vp_warn_rl("control queue to the guest is full (%u messages): "
+			   "guest not reading; dropping event %u for port %u",
+			   dev->nctrl_out, event, id);
 		return;
 	}
 	m = malloc(sizeof(*m));
@@ -298,6 +314,9 @@ static void handle_port_ready(struct vser_port *port, uint16_t value)
 			  port->name, strlen(port->name));
 	send_resize(port);
 	announce_host(port);
+	/* Writers may wait for the port to be ready. */
+	port->state_changed = true;
+	port_schedule(port);
 }
 
 static void port_event(struct vser_port *port, enum vser_port_event ev)
@@ -332,6 +351,36 @@ static void handle_guest_open(struct vser_port *port, uint16_t value)
 	port_schedule(port);
 }
 
+/* Forget what the guest driver knew: its sessions, its ready ports, the
+ * control messages it has not read. */
+static void driver_reset(struct vser *dev)
+{
+	struct ctrl_msg *m;
+
+	while ((m = TAILQ_FIRST(&dev->ctrl_out))) {
+		TAILQ_REMOVE(&dev->ctrl_out, m, link);
+		free(m);
+	}
+	dev->nctrl_out = 0;
+	dev->driver_ready = false;
+	for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++) {
+		struct vser_port *port = dev->ports[nr];
+
+		if (!port)
+			continue;
+		port->ready = false;
+		if (port->guest_connected) {
+			port->guest_connected = false;
+			port_event(port, VSER_PORT_GUEST_CLOSE);
+		}
+		port->host_announced = false;
+		port->close_pending = false;
+		out_discard(port);
+		port->state_changed = true;
+		port_schedule(port);
+	}
+}
+
 void vser_handle_control(struct vser *dev, const void *buf, size_t len)
 {
 	struct virtio_console_control c;
@@ -347,8 +396,12 @@ void vser_handle_control(struct vser *dev, const void *buf, size_t len)
 			vp_warn_rl("guest driver failed to initialise the device");
 			return;
 		}
-		if (dev->driver_ready)
-			return;
+		if (dev->driver_ready) {
+			/* The guest driver started over (module reload, guest
+			 * reboot on the same connection): so do the ports. */
+			vp_info("guest driver restarted");
+			driver_reset(dev);
+		}
 		dev->driver_ready = true;
 		vp_info("guest driver ready");
 		for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++)
@@ -380,14 +433,18 @@ static void ctrl_tx_kick(struct vser *dev)
 {
 	struct vq *vq = started_queue(dev, VSER_CTRL_TXQ);
 	struct vq_elem *e;
+	unsigned budget;
 	uint16_t before;
 
 	if (!vq)
 		return;
 	before = vq->used_idx;
-	/* The guest busy-waits for these buffers: take them all now. */
+	/* The guest busy-waits for these buffers: take them now, one ring's
+	 * worth per turn so that a flood cannot starve the loop. */
+	budget = vq->num;
 	do {
-		while (vq_pop(vq, vu_mem(dev->vu), &e) > 0) {
+		while (budget && vq_pop(vq, vu_mem(dev->vu), &e) > 0) {
+			budget--;
 			uint8_t msg[sizeof(struct virtio_console_control)];
 			size_t n = 0;
 
@@ -408,6 +465,11 @@ static void ctrl_tx_kick(struct vser *dev)
 			vq_push(vq, e->head, 0);
 			free(e);
 			vser_handle_control(dev, msg, n);
+		}
+		if (!budget) {
+			dev->ctrl_tx_dirty = true;
+			dev_schedule(dev);
+			break;
 		}
 		vq_want_kick(vq);
 	} while (vq_has_avail(vq));
@@ -499,14 +561,17 @@ static bool port_pull_tx(struct vser_port *port)
 	struct vq *vq = started_queue(dev, q);
 	bool got = false;
 	struct vq_elem *e;
+	unsigned budget;
 	uint16_t before;
-	int rc;
+	int rc = 0;
 
 	if (!vq)
 		return false;
 	before = vq->used_idx;
+	budget = vq->num; /* a ring's worth per turn; the rest comes next */
 	do {
-		while ((rc = vq_pop(vq, vu_mem(dev->vu), &e)) > 0) {
+		while (budget && (rc = vq_pop(vq, vu_mem(dev->vu), &e)) > 0) {
+			budget--;
 			if (wrong_direction(e, true)) {
 				vq_push(vq, e->head, 0);
 				free(e);
@@ -528,8 +593,8 @@ static bool port_pull_tx(struct vser_port *port)
 				got = true;
 			}
 		}
-		if (rc == -ENOMEM) {
-			/* Try again later rather than spin now. */
+		if (rc == -ENOMEM || !budget) {
+			/* Later, rather than spin (or hog the loop) now. */
 			port_schedule(port);
 			break;
 		}
@@ -737,33 +802,40 @@ static size_t rx_fill(struct vser_port *port, const struct iovec *src, int nsrc)
 	unsigned q = vser_port_rxq(port->nr);
 	struct vq *vq = started_queue(dev, q);
 	size_t total = 0, done = 0;
+	unsigned budget;
 	uint16_t before;
 
 	if (!vq || !port->guest_connected)
 		return 0;
 	before = vq->used_idx;
+	budget = vq->num;
 	for (int i = 0; i < nsrc; i++)
 		total += src[i].iov_len;
-	while (done < total) {
+	while (done < total && budget) {
 		struct vq_elem *e;
 		size_t n;
 		int rc = vq_pop(vq, vu_mem(dev->vu), &e);
 
 		if (rc < 0)
 			break;
+		budget--;
 		if (rc == 0) {
 			vq_want_kick(vq);
 			if (!vq_has_avail(vq))
 				break;
 			continue;
 		}
-		n = wrong_direction(e, false) ? 0
-					      : elem_fill_segments(e, src, nsrc, done);
+		/* An empty receive buffer cannot take a byte: malformed. */
+		n = wrong_direction(e, false) || e->in_len == 0
+			    ? 0
+			    : elem_fill_segments(e, src, nsrc, done);
 		vq_push(vq, e->head, (uint32_t)n);
 		free(e);
 		done += n;
 	}
 	notify_if_used(dev, q, vq, before);
+	if (!budget && done < total)
+		port_schedule(port); /* more buffers may be waiting */
 	port->st.tx_bytes += done;
 	return done;
 }
@@ -875,6 +947,10 @@ int vser_port_add(struct vser *dev, const struct vser_port_config *pc,
 
 	if (strlen(name) > VSER_NAME_MAX || nr >= (int)dev->cfg.max_ports)
 		return -EINVAL;
+	/* A guest that reads no control messages must not miss a PORT_ADD
+	 * (or later PORT_REMOVE): refuse the hot-plug instead. */
+	if (dev->driver_ready && dev->nctrl_out + 8 >= CTRL_OUT_MAX)
+		return -EAGAIN;
 	if (name[0] && name_taken(dev, name))
 		return -EEXIST;
 	if (nr < 0) {
@@ -1012,7 +1088,8 @@ static int dev_set_config(void *opaque, uint32_t off, const uint8_t *buf,
 
 		if (port && port->console) {
 			console_put(port, (const char *)buf, 1);
-			notify_listener(port);
+			port->state_changed = true;
+			port_schedule(port);
 			return 0;
 		}
 	}
@@ -1065,37 +1142,20 @@ static void dev_queue_stop(void *opaque, unsigned q)
 		/* The frontend took the ring back: its buffers are no longer
 		 * ours to return or read. */
 		drop_held(port, false);
-		notify_listener(port);
+		port->state_changed = true;
+		port_schedule(port);
 	}
 }
 
+/* The VM is gone (or reset its device): so are its sessions and
+ * everything we held in its memory. */
 static void dev_reset(struct vser *dev)
 {
-	struct ctrl_msg *m;
-
-	while ((m = TAILQ_FIRST(&dev->ctrl_out))) {
-		TAILQ_REMOVE(&dev->ctrl_out, m, link);
-		free(m);
-	}
-	dev->nctrl_out = 0;
-	dev->driver_ready = false;
+	driver_reset(dev);
 	dev->features = 0;
-	for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++) {
-		struct vser_port *port = dev->ports[nr];
-
-		if (!port)
-			continue;
-		port->ready = false;
-		if (port->guest_connected) {
-			/* The VM is gone: so is its session. */
-			port->guest_connected = false;
-			port_event(port, VSER_PORT_GUEST_CLOSE);
-		}
-		port->host_announced = false;
-		port->close_pending = false;
-		drop_held(port, false);
-		out_discard(port);
-	}
+	for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++)
+		if (dev->ports[nr])
+			drop_held(dev->ports[nr], false);
 }
 
 static void dev_connected(void *opaque)
@@ -1112,9 +1172,6 @@ static void dev_disconnected(void *opaque)
 
 	dev_reset(dev);
 	device_event(dev, VSER_DEV_FRONTEND_DOWN);
-	for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++)
-		if (dev->ports[nr])
-			notify_listener(dev->ports[nr]);
 }
 
 static const struct vu_device_ops vser_vu_ops = {
@@ -1178,8 +1235,9 @@ void vser_free(struct vser *dev)
 {
 	if (!dev)
 		return;
-	vu_free(dev->vu);
 	dev_reset(dev);
+	vu_free(dev->vu);
+	dev->vu = NULL;
 	if (dev->process_scheduled)
 		vp_defer_cancel(dev->loop, process_cb, dev);
 	for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++)

@@ -259,6 +259,12 @@ int vq_pop(struct vq *vq, const struct vq_mem *mem, struct vq_elem **out)
 	static struct walk w;
 
 	*out = NULL;
+	/* A guest that offers the same head again and again would have us
+	 * hold more chains than its ring has entries. */
+	if (vq_has_avail(vq) && vq->inflight >= vq->num) {
+		mark_broken(vq, "more chains in flight than the ring has entries");
+		return -EIO;
+	}
 	while (vq_has_avail(vq)) {
 		uint16_t slot = vq->last_avail & (vq->num - 1);
 		uint16_t head = vq->avail->ring[slot];

@@ -203,15 +203,25 @@ static void test_device_ready_sends_port_add_for_every_port_in_number_order(
 	assert_int_equal(f->dev_events[VSER_DEV_DRIVER_READY], 1);
 }
 
-static void test_device_ready_twice_adds_ports_once(void **state)
+static void test_device_ready_again_is_a_driver_restart(void **state)
 {
 	struct fx *f = *state;
+	struct vser_port *p = add_port(f, -1, "a", false);
 
-	add_port(f, -1, "a", false);
 	driver_ready(f);
+	guest_ctrl(f, 1, VIRTIO_CONSOLE_PORT_READY, 1);
+	expect_ctrl_extra(f, 1, VIRTIO_CONSOLE_PORT_NAME, 1, "a");
+	guest_ctrl(f, 1, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	assert_true(vser_port_guest_connected(p));
+	/* A reloaded guest driver says DEVICE_READY again, as QEMU's device
+	 * expects: every port is announced again, its old session is over. */
 	guest_ctrl(f, 0, VIRTIO_CONSOLE_DEVICE_READY, 1);
+	expect_ctrl(f, 1, VIRTIO_CONSOLE_PORT_ADD, 1);
 	expect_no_ctrl(f);
-	assert_int_equal(f->dev_events[VSER_DEV_DRIVER_READY], 1);
+	assert_false(vser_port_guest_connected(p));
+	assert_int_equal(f->dev_events[VSER_DEV_DRIVER_READY], 2);
+	guest_ctrl(f, 1, VIRTIO_CONSOLE_PORT_READY, 1);
+	expect_ctrl_extra(f, 1, VIRTIO_CONSOLE_PORT_NAME, 1, "a");
 }
 
 static void test_device_ready_value_0_is_not_ready(void **state)
@@ -837,7 +847,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_device_ready_sends_port_add_for_every_port_in_number_order),
-		T(test_device_ready_twice_adds_ports_once),
+		T(test_device_ready_again_is_a_driver_restart),
 		T(test_device_ready_value_0_is_not_ready),
 		T(test_short_control_message_is_ignored),
 		T(test_control_message_longer_than_8_bytes_is_read),

@@ -708,6 +708,28 @@ static void test_avail_idx_moving_back_is_quiet_and_resync_adopts_it(
 	free(e);
 }
 
+static void test_reoffered_head_cannot_grow_chains_in_flight(void **state)
+{
+	struct fx *f = *state;
+	struct vq_elem *held[NUM];
+	struct vq_elem *e;
+
+	/* A guest that offers head 0 over and over while we hold it would
+	 * have us allocate without end: at one ring's worth we stop. */
+	set_desc(f, 0, DATA_A, 4, 0, 0);
+	for (unsigned i = 0; i < NUM; i++) {
+		make_avail(f, 0);
+		assert_int_equal(vq_pop(&f->vq, &f->mem, &held[i]), 1);
+	}
+	assert_int_equal(f->vq.inflight, NUM);
+	make_avail(f, 0);
+	assert_int_equal(vq_pop(&f->vq, &f->mem, &e), -EIO);
+	assert_null(e);
+	assert_true(f->vq.broken);
+	for (unsigned i = 0; i < NUM; i++)
+		free(held[i]);
+}
+
 static void test_resync_leaves_an_index_that_is_not_behind(void **state)
 {
 	struct fx *f = *state;
@@ -1052,6 +1074,7 @@ int main(void)
 		T(test_avail_idx_exactly_num_ahead_is_fine),
 		T(test_avail_idx_moving_back_is_quiet_and_resync_adopts_it),
 		T(test_resync_leaves_an_index_that_is_not_behind),
+		T(test_reoffered_head_cannot_grow_chains_in_flight),
 		T(test_avail_idx_wrapping_past_65535_is_fine),
 		T(test_head_index_out_of_range_breaks_queue),
 		T(test_pop_on_unset_queue_returns_0),
