@@ -22,7 +22,7 @@ struct pfs_events_reader;
 
 /* NULL on allocation failure. */
 struct pfs_events *pfs_events_new(size_t queue_bytes);
-/* Readers must have been closed.  NULL accepted. */
+/* Closes any reader still open.  NULL accepted. */
 void pfs_events_free(struct pfs_events *ev);
 
 /*

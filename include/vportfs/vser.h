@@ -42,7 +42,9 @@ struct vser_reader;
 struct vu;
 
 #define VSER_MAX_PORTS_DEFAULT 31
-#define VSER_MAX_PORTS_LIMIT 511
+/* vhost-user names a queue in 8 bits (SET_VRING_KICK/CALL), so 256 queues:
+ * (127 + 1) * 2.  UML supports 64 queues, i.e. 31 ports. */
+#define VSER_MAX_PORTS_LIMIT 127
 #define VSER_NAME_MAX 255
 #define VSER_CONSOLE_RING_DEFAULT (1u << 20)
 #define VSER_OUT_BUF_DEFAULT (256u << 10)
@@ -80,7 +82,8 @@ struct vser_listener {
 	void (*device_event)(enum vser_dev_event ev, void *opaque);
 };
 
-/* NULL on failure (logged).  The loop must outlive the device. */
+/* NULL on bad config or allocation failure.  The loop must outlive the
+ * device. */
 struct vser *vser_new(struct vp_loop *loop, const struct vser_config *cfg);
 void vser_free(struct vser *dev);
 

@@ -119,7 +119,7 @@ int main(int argc, char **argv)
 	struct vser_config dcfg = { 0 };
 	struct pfs_config fcfg = { 0 };
 	struct ev_loop *ev = EV_DEFAULT;
-	ev_signal sigint, sigterm;
+	ev_signal sigint, sigterm, sighup;
 	struct vp_loop *loop = NULL;
 	struct vser *dev = NULL;
 	struct pfs *fs = NULL;
@@ -186,10 +186,14 @@ int main(int argc, char **argv)
 	if (!fs)
 		goto out_dev;
 
+	/* SIGHUP too (its terminal went away): a daemon killed by it would
+	 * leave a dead mount and a stale socket behind. */
 	ev_signal_init(&sigint, stop_cb, SIGINT);
 	ev_signal_init(&sigterm, stop_cb, SIGTERM);
+	ev_signal_init(&sighup, stop_cb, SIGHUP);
 	ev_signal_start(ev, &sigint);
 	ev_signal_start(ev, &sigterm);
+	ev_signal_start(ev, &sighup);
 	vp_info("serving %s, mounted on %s",
 		o.socket_path ? o.socket_path : "inherited socket",
 		o.mountpoint);
@@ -197,6 +201,7 @@ int main(int argc, char **argv)
 	ev_run(ev, 0);
 	ev_signal_stop(ev, &sigint);
 	ev_signal_stop(ev, &sigterm);
+	ev_signal_stop(ev, &sighup);
 	status = EXIT_SUCCESS;
 
 	pfs_free(fs);

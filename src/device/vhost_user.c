@@ -32,7 +32,7 @@ struct vu_queue {
 	int kick_fd;
 	int call_fd;
 	int err_fd;
-	bool kick_set;  /* SET_VRING_KICK seen (with or without an fd) */
+	bool kick_set;  /* SET_VRING_KICK seen */
 	bool enabled;   /* SET_VRING_ENABLE, or implied without protocol features */
 	bool started;
 	bool notify_pending;
@@ -49,6 +49,8 @@ struct vu {
 	int listen_fd;
 	struct vp_watch *listen_watch;
 	char *socket_path; /* set when we created the socket */
+	dev_t socket_dev;  /* ... and which file it is, so that we never */
+	ino_t socket_ino;  /* unlink a socket someone else made since */
 
 	int conn_fd;
 	struct vp_watch *conn_watch;
@@ -59,7 +61,6 @@ struct vu {
 
 	uint64_t features;          /* acked virtio features */
 	uint64_t protocol_features; /* acked protocol features */
-	bool features_set;
 	int backend_fd;
 	struct vq_mem mem;
 	bool notify_scheduled;
@@ -125,13 +126,11 @@ static void queue_maybe_start(struct vu *vu, unsigned q)
 	vq->vq.used_idx = __atomic_load_n(&vq->vq.used->idx, __ATOMIC_ACQUIRE);
 	vq->vq.event_idx = vu->features & (1ull << VIRTIO_F_EVENT_IDX);
 	vq->vq.indirect = vu->features & (1ull << VIRTIO_F_INDIRECT_DESC);
-	if (vq->kick_fd >= 0) {
-		vq->kick_watch = vp_watch_new(vu->loop, vq->kick_fd, VP_EV_READ,
-					      kick_cb, vq);
-		if (!vq->kick_watch) {
-			vp_err("queue %u: out of memory for its kick watch", q);
-			return;
-		}
+	vq->kick_watch = vp_watch_new(vu->loop, vq->kick_fd, VP_EV_READ,
+				      kick_cb, vq);
+	if (!vq->kick_watch) {
+		vp_err("queue %u: out of memory for its kick watch", q);
+		return;
 	}
 	vq->started = true;
 	vp_debug("queue %u started (num %u, base %u)", q, vq->num, vq->base);
@@ -235,7 +234,6 @@ static void conn_close(struct vu *vu, bool tell_device)
 	vu->rlen = 0;
 	vu->features = 0;
 	vu->protocol_features = 0;
-	vu->features_set = false;
 	if (vu->listen_watch)
 		vp_watch_set(vu->loop, vu->listen_watch, VP_EV_READ);
 	vp_info("frontend disconnected");
@@ -315,7 +313,6 @@ static int h_set_features(struct req *r)
 	if (f & ~offered)
 		return -EINVAL;
 	vu->features = f;
-	vu->features_set = true;
 	for (unsigned q = 0; q < vu->cfg.nqueues; q++) {
 		struct vq *vq = &vu->queues[q].vq;
 
@@ -357,7 +354,6 @@ static int h_reset_owner(struct req *r)
 	for (unsigned q = 0; q < vu->cfg.nqueues; q++)
 		queue_reset(vu, q);
 	vu->features = 0;
-	vu->features_set = false;
 	vu->ops->disconnected(vu->opaque);
 	vu->ops->connected(vu->opaque);
 	return 0;
@@ -538,14 +534,16 @@ static int h_set_vring_kick(struct req *r)
 
 	if (!vq)
 		return -EINVAL;
+	/* Polling mode (no kick fd) would need busy polling: not offered. */
+	if (fd < 0)
+		return -EOPNOTSUPP;
 	q = (unsigned)(vq - r->vu->queues);
 	if (vq->started) {
 		vq->base = vq->vq.last_avail;
 		queue_stop(r->vu, q);
 	}
 	close_fd(&vq->kick_fd);
-	if (fd >= 0)
-		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	vq->kick_fd = fd;
 	vq->kick_set = true;
 	/* Without protocol features a ring is enabled by its kick fd. */
@@ -884,6 +882,20 @@ int vu_listen_fd(struct vu *vu, int fd)
 	return listen_start(vu, fd);
 }
 
+/* Does some process accept connections on this unix socket? */
+static bool socket_alive(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	bool alive;
+
+	if (fd < 0)
+		return false;
+	alive = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0 ||
+		errno == EAGAIN || errno == EINPROGRESS;
+	close(fd);
+	return alive;
+}
+
 int vu_listen_path(struct vu *vu, const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -896,12 +908,17 @@ int vu_listen_path(struct vu *vu, const char *path)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	/* A stale socket from a dead daemon is replaced; anything else that
-	 * is not a socket is left alone. */
+	/* A stale socket from a dead daemon is replaced; a live one (some
+	 * daemon answers on it) or anything that is not a socket is left
+	 * alone. */
 	struct stat st;
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			rc = -EEXIST;
+			goto err_close;
+		}
+		if (socket_alive(&sa)) {
+			rc = -EADDRINUSE;
 			goto err_close;
 		}
 		unlink(path);
@@ -914,10 +931,12 @@ int vu_listen_path(struct vu *vu, const char *path)
 		goto err_close;
 	}
 	vu->socket_path = strdup(path);
-	if (!vu->socket_path) {
+	if (!vu->socket_path || stat(path, &st) < 0) {
 		rc = -ENOMEM;
 		goto err_unlink;
 	}
+	vu->socket_dev = st.st_dev;
+	vu->socket_ino = st.st_ino;
 	rc = listen_start(vu, fd);
 	if (rc)
 		goto err_free_path;
@@ -974,7 +993,11 @@ void vu_free(struct vu *vu)
 	vp_watch_free(vu->loop, vu->listen_watch);
 	close_fd(&vu->listen_fd);
 	if (vu->socket_path) {
-		unlink(vu->socket_path);
+		struct stat st;
+
+		if (stat(vu->socket_path, &st) == 0 &&
+		    st.st_dev == vu->socket_dev && st.st_ino == vu->socket_ino)
+			unlink(vu->socket_path);
 		free(vu->socket_path);
 	}
 	free(vu->queues);

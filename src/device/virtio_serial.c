@@ -483,9 +483,6 @@ static uint64_t ring_start(const struct vser_port *port)
 	return port->stream_end - vp_buf_len(&port->ring);
 }
 
-/* Forget every held buffer: returned to the guest if `push`, else simply
- * freed (its memory belongs to a guest that is gone).  Readers skip what
- * they had not read. */
 /* Forget the held buffers that end at or before `upto`: returned to the
  * guest if `push`, else simply freed (their memory belongs to a guest that
  * is gone).  Bytes no reader got count as dropped; readers skip them.

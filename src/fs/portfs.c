@@ -40,6 +40,8 @@
 #define MAX_IO (1u << 20)
 #define PEEK_IOV 256
 #define XATTR_PREFIX "user.vport."
+/* Each .events reader has a queue of its own: cap how many there are. */
+#define MAX_EVENT_READERS 64
 
 /* The kernel's open flags for a stream; libfuse has no field for STREAM, so
  * FUSE_OPEN is answered with this struct by hand (same bytes as
@@ -63,7 +65,6 @@ struct parked {
 	TAILQ_ENTRY(parked) link;
 	fuse_req_t req;
 	enum park_kind kind;
-	struct pfs_file *file;
 	size_t size;
 	off_t off;
 	char *data;  /* PARK_WRITE: a copy of the caller's bytes */
@@ -98,7 +99,6 @@ struct pfs_port {
 	unsigned nr;
 	char fname[VSER_NAME_MAX + 1];
 	LIST_HEAD(, pfs_file) files;
-	unsigned nopen;
 	bool host_connected; /* what we last told the device */
 };
 
@@ -115,6 +115,7 @@ struct pfs {
 	fuse_ino_t next_ino;
 	struct pfs_events *events;
 	LIST_HEAD(, pfs_file) event_files;
+	unsigned nevent_files;
 	bool reap_scheduled;
 	struct timespec mtime;
 };
@@ -409,6 +410,17 @@ static bool try_fsync(struct pfs *fs, struct pfs_file *f, fuse_req_t req,
 	return true;
 }
 
+/* Unlink and free an open file whose requests have all been answered. */
+static void file_free(struct pfs_file *f)
+{
+	LIST_REMOVE(f, link);
+	if (f->ph)
+		fuse_pollhandle_destroy(f->ph);
+	pfs_events_close(f->events);
+	vser_reader_free(f->reader);
+	free(f);
+}
+
 static void parked_free(struct pfs_file *f, struct parked *pk)
 {
 	TAILQ_REMOVE(&f->parked, pk, link);
@@ -541,7 +553,6 @@ static void park(struct pfs_file *f, fuse_req_t req, enum park_kind kind,
 	}
 	pk->req = req;
 	pk->kind = kind;
-	pk->file = f;
 	pk->size = size;
 	pk->off = off;
 	if (kind == PARK_FSYNC)
@@ -923,6 +934,10 @@ static void open_events(fuse_req_t req, struct pfs *fs, int flags)
 		fuse_reply_err(req, EACCES);
 		return;
 	}
+	if (fs->nevent_files >= MAX_EVENT_READERS) {
+		fuse_reply_err(req, EMFILE);
+		return;
+	}
 	f = calloc(1, sizeof(*f));
 	if (!f || !(f->events = pfs_events_open(fs->events))) {
 		free(f);
@@ -936,6 +951,7 @@ static void open_events(fuse_req_t req, struct pfs *fs, int flags)
 		return;
 	}
 	LIST_INSERT_HEAD(&fs->event_files, f, link);
+	fs->nevent_files++;
 }
 
 /* Sharing: one writer and any number of readers, or (exclusive) one open
@@ -1003,9 +1019,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	LIST_INSERT_HEAD(&pp->files, f, link);
-	pp->nopen++;
 	update_host_connected(fs, pp);
-	vp_debug("port %u: host open (%u open)", pp->nr, pp->nopen);
+	vp_debug("port %u: host open", pp->nr);
 	return;
 
 err_free:
@@ -1022,17 +1037,13 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	struct pfs_port *pp = f->pp;
 
 	(void)ino;
-	LIST_REMOVE(f, link);
-	if (f->ph)
-		fuse_pollhandle_destroy(f->ph);
-	pfs_events_close(f->events);
-	vser_reader_free(f->reader);
-	free(f);
+	if (f->events)
+		fs->nevent_files--;
+	file_free(f);
 	if (!pp) {
 		fuse_reply_err(req, 0);
 		return;
 	}
-	pp->nopen--;
 	if (pp->port) {
 		update_host_connected(fs, pp);
 	} else if (LIST_EMPTY(&pp->files)) {
@@ -1344,6 +1355,11 @@ static void fuse_cb(struct vp_watch *w, int revents, void *opaque)
 			break;
 		if (rc == -EINTR)
 			continue;
+		if (rc < 0 && rc != -ENODEV && !fuse_session_exited(fs->se)) {
+			/* Transient (ENOMEM...): try again on the next wakeup. */
+			vp_warn_rl("reading /dev/fuse: %s", strerror(-rc));
+			break;
+		}
 		if (rc <= 0 || fuse_session_exited(fs->se)) {
 			vp_warn("mount %s went away", fs->cfg.mountpoint);
 			vp_watch_set(fs->loop, fs->watch, 0);
@@ -1441,15 +1457,10 @@ static void file_shutdown(struct pfs_file *f)
 		else if (pk->kind == PARK_READ)
 			fuse_reply_buf(pk->req, NULL, 0);
 		else
-			fuse_reply_err(pk->req, 0);
+			fuse_reply_err(pk->req, EIO); /* never delivered */
 		parked_free(f, pk);
 	}
-	LIST_REMOVE(f, link);
-	if (f->ph)
-		fuse_pollhandle_destroy(f->ph);
-	pfs_events_close(f->events);
-	vser_reader_free(f->reader);
-	free(f);
+	file_free(f);
 }
 
 static void pport_shutdown(struct pfs_port *pp)

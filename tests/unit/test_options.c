@@ -144,14 +144,14 @@ static void test_full_command_line(void **state)
 {
 	struct fx *f = *state;
 
-	assert_int_equal(parse(f, "--socket", "s", "--max-ports", "511",
+	assert_int_equal(parse(f, "--socket", "s", "--max-ports", "127",
 			       "--port", "name=org.qemu.guest_agent.0",
 			       "--port", "name=console0,console=on,nr=0",
-			       "--port", "name=b,nr=510", "-o",
+			       "--port", "name=b,nr=126", "-o",
 			       "allow_other,default_permissions,uid=1000,gid=100,mode=0640",
 			       "--log-level", "debug", "--syslog", "/mnt", NULL),
 			 0);
-	assert_int_equal(f->o.max_ports, 511);
+	assert_int_equal(f->o.max_ports, 127);
 	assert_int_equal(f->o.nports, 3);
 	assert_string_equal(f->o.ports[0].name, "org.qemu.guest_agent.0");
 	assert_int_equal(f->o.ports[0].nr, -1);
@@ -159,7 +159,7 @@ static void test_full_command_line(void **state)
 	assert_string_equal(f->o.ports[1].name, "console0");
 	assert_int_equal(f->o.ports[1].nr, 0);
 	assert_true(f->o.ports[1].console);
-	assert_int_equal(f->o.ports[2].nr, 510);
+	assert_int_equal(f->o.ports[2].nr, 126);
 	assert_true(f->o.allow_other);
 	assert_true(f->o.default_permissions);
 	assert_int_equal(f->o.uid, 1000);
@@ -361,12 +361,12 @@ static void test_bad_fd(void **state)
 	expect_error(*state, "--fd", "--fd", "three", "/mnt", NULL);
 }
 
-static void test_max_ports_0_512_and_abc(void **state)
+static void test_max_ports_0_128_and_abc(void **state)
 {
 	expect_error(*state, "--max-ports", "--socket", "s", "--max-ports", "0",
 		     "/mnt", NULL);
 	expect_error(*state, "--max-ports", "--socket", "s", "--max-ports",
-		     "512", "/mnt", NULL);
+		     "128", "/mnt", NULL);
 	expect_error(*state, "--max-ports", "--socket", "s", "--max-ports",
 		     "abc", "/mnt", NULL);
 	expect_error(*state, "--max-ports", "--socket", "s", "--max-ports",
@@ -405,7 +405,7 @@ static void test_port_bad_console_value(void **state)
 
 static void test_port_nr_out_of_range(void **state)
 {
-	expect_error(*state, "nr", "--socket", "s", "--port", "name=a,nr=511",
+	expect_error(*state, "nr", "--socket", "s", "--port", "name=a,nr=127",
 		     "/mnt", NULL);
 	expect_error(*state, "nr", "--socket", "s", "--port", "name=a,nr=-1",
 		     "/mnt", NULL);
@@ -499,7 +499,7 @@ int main(void)
 		T(test_both_socket_and_fd),
 		T(test_neither_socket_nor_fd),
 		T(test_bad_fd),
-		T(test_max_ports_0_512_and_abc),
+		T(test_max_ports_0_128_and_abc),
 		T(test_port_without_name),
 		T(test_port_unknown_key),
 		T(test_port_key_without_value),
