@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vportfs/buf.h"
 #include "vportfs/log.h"
 #include "vportfs/pfs.h"
 #include "vportfs/pfs_events.h"
@@ -40,6 +41,9 @@
 #define MAX_IO (1u << 20)
 #define PEEK_IOV 256
 #define XATTR_PREFIX "user.vport."
+/* -o session: what a hung-up fd may keep of its session's unread output
+ * once the guest's buffers are given back for the next session. */
+#define HUNG_TAIL_MAX (1u << 20)
 /* Each .events reader has a queue of its own: cap how many there are. */
 #define MAX_EVENT_READERS 64
 
@@ -81,8 +85,10 @@ struct pfs_file {
 	LIST_ENTRY(pfs_file) link;
 	struct pfs_port *pp;               /* NULL for .events */
 	struct pfs_events_reader *events;  /* .events only */
-	struct vser_reader *reader;        /* opened for reading */
+	struct vser_reader *reader;        /* while it reads from the device */
+	bool reads;                        /* opened for reading */
 	bool writer;                       /* opened for writing */
+	struct vp_buf tail;  /* hung up: its session's unread output */
 	/* -o session: the guest session this fd belongs to (0: the next
 	 * one), and whether that session has ended. */
 	uint64_t session;
@@ -313,11 +319,20 @@ static bool try_read(struct pfs *fs, struct pfs_file *f, fuse_req_t req,
 	} else if (file_gone(f)) {
 		fuse_reply_err(req, ENODEV);
 		return true;
-	} else {
-		if (!f->reader) {
-			fuse_reply_err(req, EBADF);
+	} else if (!f->reads) {
+		fuse_reply_err(req, EBADF);
+		return true;
+	} else if (!f->reader) {
+		/* Hung up (-o session): what it kept, then EOF. */
+		niov = vp_buf_peek(&f->tail, iov, size);
+		if (niov) {
+			n = iov[0].iov_len + (niov > 1 ? iov[1].iov_len : 0);
+			if (reply_from(req, iov, niov))
+				vp_buf_consume(&f->tail, n);
 			return true;
 		}
+		eof = true;
+	} else {
 		/* Whatever we answer, the reader has looked (see
 		 * vser_reader_seen). */
 		vser_reader_seen(f->reader);
@@ -418,6 +433,7 @@ static void file_free(struct pfs_file *f)
 		fuse_pollhandle_destroy(f->ph);
 	pfs_events_close(f->events);
 	vser_reader_free(f->reader);
+	vp_buf_destroy(&f->tail);
 	free(f);
 }
 
@@ -480,13 +496,50 @@ static void file_changed(struct pfs *fs, struct pfs_file *f)
 
 static void update_host_connected(struct pfs *fs, struct pfs_port *pp);
 
+/*
+ * -o session: a hung-up fd keeps what its session sent and it has not
+ * read (up to HUNG_TAIL_MAX) in a buffer of its own, and lets go of the
+ * guest's buffers: an fd that may never read again must not hold up the
+ * next session.
+ */
+static void keep_hung_tail(struct pfs_file *f)
+{
+	size_t n, kept = 0;
+
+	if (!f->hung || !f->reader)
+		return;
+	n = vser_reader_readable(f->reader);
+	if (n > HUNG_TAIL_MAX)
+		n = HUNG_TAIL_MAX;
+	if (n && vp_buf_init(&f->tail, n) == 0) {
+		while (kept < n) {
+			struct iovec iov[PEEK_IOV];
+			int niov = PEEK_IOV;
+			size_t got = vser_reader_peek(f->reader, iov, &niov,
+						      n - kept);
+
+			if (!got)
+				break;
+			for (int i = 0; i < niov; i++)
+				vp_buf_put(&f->tail, iov[i].iov_base,
+					   iov[i].iov_len);
+			vser_reader_consume(f->reader, got);
+			kept += got;
+		}
+	}
+	vser_reader_free(f->reader);
+	f->reader = NULL;
+}
+
 static void port_changed(struct pfs *fs, struct pfs_port *pp)
 {
 	struct pfs_file *f;
 
 	update_host_connected(fs, pp);
-	LIST_FOREACH(f, &pp->files, link)
+	LIST_FOREACH(f, &pp->files, link) {
+		keep_hung_tail(f);
 		file_changed(fs, f);
+	}
 }
 
 static void events_changed(struct pfs *fs)
@@ -1003,6 +1056,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		goto err_nomem;
 	TAILQ_INIT(&f->parked);
 	f->pp = pp;
+	f->reads = reads;
 	f->writer = writes;
 	if (session_mode(fs) && vser_port_guest_connected(pp->port))
 		f->session = vser_port_guest_session(pp->port);

@@ -244,6 +244,21 @@ class HungFdDoesNotThrottle(SessionTest):
         self.stream_to_new_fd(new)
         self.assertEqual(os.read(old, 10), b"")
 
+    def test_hung_fd_that_never_reads_does_not_stall_next_session(self):
+        # The old fd never reads its session's last bytes: it keeps them
+        # (and still gets them, then EOF), but the guest's buffers go back.
+        old = self.open(os.O_RDONLY)
+        self.guest_open()
+        self.guest_write(b"s1")
+        wait_until(lambda: readable(old), 5)
+        self.guest_close()
+        self.guest_open()
+        new = self.open(os.O_RDONLY)
+        self.guest("wait-host %d 1 2000" % self.nr)
+        self.stream_to_new_fd(new)
+        self.assertEqual(os.read(old, 10), b"s1")
+        self.assertEqual(os.read(old, 10), b"")
+
 
 class HostBytesDoNotCross(SessionTest):
     """The guest posts no receive buffers until the test says so."""
