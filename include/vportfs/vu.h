@@ -32,9 +32,12 @@ struct vu_device_ops {
 	void (*set_features)(void *opaque, uint64_t features);
 	/* Queue `q` has new buffers, or was (re)started: look at it. */
 	void (*queue_kick)(void *opaque, unsigned q);
-	/* Queue `q` stopped (GET_VRING_BASE, disable, disconnect): drop every
-	 * element popped from it without pushing; its memory may be gone. */
-	void (*queue_stop)(void *opaque, unsigned q);
+	/* Queue `q` is stopping.  keep: only paused (disabled, new kick fd):
+	 * the ring and the memory stay, so popped elements stay valid and may
+	 * be pushed once it runs again.  !keep (GET_VRING_BASE, new memory
+	 * table, reset, disconnect): push back what it popped now, while the
+	 * queue and its memory are still there; they will not be after. */
+	void (*queue_stop)(void *opaque, unsigned q, bool keep);
 	/* A frontend connected / went away (the VM started / died). */
 	void (*connected)(void *opaque);
 	void (*disconnected)(void *opaque);

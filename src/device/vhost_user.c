@@ -90,14 +90,15 @@ static void mem_unmap(struct vq_mem *mem)
 
 /* ---- queues ----------------------------------------------------------- */
 
-static void queue_stop(struct vu *vu, unsigned q)
+/* See struct vu_device_ops.queue_stop for `keep`. */
+static void queue_stop(struct vu *vu, unsigned q, bool keep)
 {
 	struct vu_queue *vq = &vu->queues[q];
 
 	if (!vq->started)
 		return;
+	vu->ops->queue_stop(vu->opaque, q, keep); /* still started: may push */
 	vq->started = false;
-	vu->ops->queue_stop(vu->opaque, q);
 	vp_watch_free(vu->loop, vq->kick_watch);
 	vq->kick_watch = NULL;
 }
@@ -108,11 +109,14 @@ static void kick_cb(struct vp_watch *w, int revents, void *opaque);
 static void queue_maybe_start(struct vu *vu, unsigned q)
 {
 	struct vu_queue *vq = &vu->queues[q];
+	unsigned inflight;
 	int rc;
 
 	if (vq->started || !vq->kick_set || !vq->enabled || !vq->addr_set ||
 	    !vq->num)
 		return;
+	/* Elements kept over a pause are still in flight. */
+	inflight = vq->vq.inflight;
 	rc = vq_setup(&vq->vq, &vu->mem, vq->num, vq->addr.desc_user_addr,
 		      vq->addr.avail_user_addr, vq->addr.used_user_addr,
 		      vq->base);
@@ -124,6 +128,7 @@ static void queue_maybe_start(struct vu *vu, unsigned q)
 	/* A ring restarted mid-life resumes where its used ring stands,
 	 * which is behind last_avail by whatever was popped and not pushed. */
 	vq->vq.used_idx = __atomic_load_n(&vq->vq.used->idx, __ATOMIC_ACQUIRE);
+	vq->vq.inflight = inflight;
 	vq->vq.event_idx = vu->features & (1ull << VIRTIO_F_EVENT_IDX);
 	vq->vq.indirect = vu->features & (1ull << VIRTIO_F_INDIRECT_DESC);
 	vq->kick_watch = vp_watch_new(vu->loop, vq->kick_fd, VP_EV_READ,
@@ -143,7 +148,7 @@ static void queue_reset(struct vu *vu, unsigned q)
 {
 	struct vu_queue *vq = &vu->queues[q];
 
-	queue_stop(vu, q);
+	queue_stop(vu, q, false);
 	close_fd(&vq->kick_fd);
 	close_fd(&vq->call_fd);
 	close_fd(&vq->err_fd);
@@ -427,7 +432,7 @@ static int h_set_mem_table(struct req *r)
 	for (unsigned q = 0; q < vu->cfg.nqueues; q++) {
 		if (vu->queues[q].started) {
 			vu->queues[q].base = vu->queues[q].vq.last_avail;
-			queue_stop(vu, q);
+			queue_stop(vu, q, false);
 		}
 	}
 	mem_unmap(&vu->mem);
@@ -540,7 +545,7 @@ static int h_set_vring_kick(struct req *r)
 	q = (unsigned)(vq - r->vu->queues);
 	if (vq->started) {
 		vq->base = vq->vq.last_avail;
-		queue_stop(r->vu, q);
+		queue_stop(r->vu, q, true);
 	}
 	close_fd(&vq->kick_fd);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -594,7 +599,7 @@ static int h_set_vring_enable(struct req *r)
 		queue_maybe_start(r->vu, q);
 	} else if (vq->started) {
 		vq->base = vq->vq.last_avail;
-		queue_stop(r->vu, q);
+		queue_stop(r->vu, q, true);
 	}
 	return 0;
 }

@@ -1128,20 +1128,20 @@ static void dev_queue_kick(void *opaque, unsigned q)
 		notify_listener(port);
 }
 
-static void dev_queue_stop(void *opaque, unsigned q)
+static void dev_queue_stop(void *opaque, unsigned q, bool keep)
 {
 	struct vser *dev = opaque;
 	struct vser_port *port;
 	bool is_tx = false;
 
 	port = queue_port(dev, q, &is_tx);
-	if (port && is_tx && !port->console) {
-		/* The frontend took the ring back: its buffers are no longer
-		 * ours to return or read. */
-		drop_held(port, false);
-		port->state_changed = true;
-		port_schedule(port);
-	}
+	if (!port || !is_tx || port->console || keep)
+		return; /* paused: what we hold stays valid */
+	/* The frontend takes the ring back (or remaps memory): return the
+	 * guest's buffers now, while we still may; their bytes are lost. */
+	drop_held(port, true);
+	port->state_changed = true;
+	port_schedule(port);
 }
 
 /* The VM is gone (or reset its device): so are its sessions and

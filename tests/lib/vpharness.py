@@ -185,4 +185,17 @@ def _on_term(signum, frame):
     raise SystemExit(128 + signum)
 
 
+class TestTimeout(Exception):
+    """A test's signal.alarm went off."""
+
+
+def _on_alarm(signum, frame):
+    # Raised in the main thread, wherever it is blocked (a read on a port
+    # file returns EINTR first): the test fails and its cleanups run,
+    # instead of SIGALRM's default action killing the runner and leaving
+    # daemons and mounts behind.
+    raise TestTimeout("test timed out (signal.alarm)")
+
+
 signal.signal(signal.SIGTERM, _on_term)
+signal.signal(signal.SIGALRM, _on_alarm)

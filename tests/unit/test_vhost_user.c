@@ -103,8 +103,9 @@ static void rec_queue_kick(void *opaque, unsigned q)
 	r->kicks[q]++;
 }
 
-static void rec_queue_stop(void *opaque, unsigned q)
+static void rec_queue_stop(void *opaque, unsigned q, bool keep)
 {
+	(void)keep;
 	struct rec *r = opaque;
 
 	assert_true(q < NQUEUES);
