@@ -355,6 +355,10 @@ int sim_raw_head(struct sim *sim, unsigned qidx, uint16_t head);
 int sim_raw_avail_idx(struct sim *sim, unsigned qidx, uint16_t idx);
 /* Kicks qidx unconditionally. */
 int sim_raw_kick(struct sim *sim, unsigned qidx);
+/* Fault injection: cut the guest-memory file to `size` bytes behind the
+ * device's back (its mappings beyond that fault).  The sim must not touch
+ * its own guest memory afterwards: only raw messages and kicks. */
+int sim_shrink_memory(struct sim *sim, uint64_t size);
 
 struct sim_raw_completion {
 	uint16_t qidx;

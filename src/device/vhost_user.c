@@ -10,8 +10,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -22,6 +24,82 @@
 #include "vportfs/vu.h"
 
 #define MAX_QUEUES 1024
+
+/*
+ * Guest memory is a file the frontend can shrink under us at any time;
+ * touching a mapping past its end raises SIGBUS, which would kill the
+ * daemon and leave a dead mount.  So every guest mapping is listed here,
+ * and a SIGBUS handler that finds the faulting address in one of them
+ * maps zero pages over it (the access then completes, reading zeros) and
+ * wakes the backend, which drops that frontend.  A signal handler cannot
+ * be given a context: this table is the one piece of process-wide state
+ * of this module, and SIGBUS is synchronous, so it is never read while
+ * being changed.
+ */
+#define GUARD_SLOTS (VU_MAX_MEM_REGIONS * 2)
+
+static struct {
+	void *addr;
+	size_t len;
+	int wake_fd; /* eventfd of the vu that mapped it */
+} guard[GUARD_SLOTS];
+
+static void guard_sigbus(int sig, siginfo_t *si, void *uctx)
+{
+	char *a = si->si_addr;
+	static const uint64_t one = 1;
+
+	(void)uctx;
+	for (unsigned i = 0; i < GUARD_SLOTS; i++) {
+		char *base = guard[i].addr;
+
+		if (!base || a < base || a >= base + guard[i].len)
+			continue;
+		if (mmap(base, guard[i].len, PROT_READ | PROT_WRITE,
+			 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1,
+			 0) == MAP_FAILED)
+			break;
+		if (write(guard[i].wake_fd, &one, sizeof(one)) < 0) {
+			/* Nothing to do in a signal handler. */
+		}
+		return;
+	}
+	/* Not guest memory: a real bug, die as SIGBUS would have. */
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void guard_install(void)
+{
+	static bool installed;
+	struct sigaction sa = { .sa_sigaction = guard_sigbus,
+				.sa_flags = SA_SIGINFO };
+
+	if (installed)
+		return;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGBUS, &sa, NULL) == 0)
+		installed = true;
+}
+
+static void guard_add(void *addr, size_t len, int wake_fd)
+{
+	for (unsigned i = 0; i < GUARD_SLOTS; i++) {
+		if (!guard[i].addr) {
+			guard[i].len = len;
+			guard[i].wake_fd = wake_fd;
+			guard[i].addr = addr;
+			return;
+		}
+	}
+}
+
+static void guard_remove(void *addr)
+{
+	for (unsigned i = 0; i < GUARD_SLOTS; i++)
+		if (guard[i].addr == addr)
+			guard[i].addr = NULL;
+}
 
 struct vu_queue {
 	struct vq vq;
@@ -59,6 +137,9 @@ struct vu {
 	int rfds[VU_MAX_FDS];
 	unsigned nrfds;
 
+	int bus_fd; /* eventfd: guard_sigbus says our guest memory shrank */
+	struct vp_watch *bus_watch;
+
 	uint64_t features;          /* acked virtio features */
 	uint64_t protocol_features; /* acked protocol features */
 	int backend_fd;
@@ -83,8 +164,10 @@ static bool has_protocol_features(const struct vu *vu)
 
 static void mem_unmap(struct vq_mem *mem)
 {
-	for (unsigned i = 0; i < mem->nregions; i++)
+	for (unsigned i = 0; i < mem->nregions; i++) {
+		guard_remove(mem->r[i].map);
 		munmap(mem->r[i].map, mem->r[i].map_len);
+	}
 	mem->nregions = 0;
 }
 
@@ -425,6 +508,7 @@ static int h_set_mem_table(struct req *r)
 		rc = map_region(&mem.r[i], &t->regions[i], r->fds[i]);
 		if (rc)
 			goto err_unmap;
+		guard_add(mem.r[i].map, mem.r[i].map_len, vu->bus_fd);
 		mem.nregions++;
 	}
 	/* Stop rings that pointed into the old table; they restart below
@@ -824,6 +908,19 @@ static void conn_cb(struct vp_watch *w, int revents, void *opaque)
 	}
 }
 
+static void bus_cb(struct vp_watch *w, int revents, void *opaque)
+{
+	struct vu *vu = opaque;
+	uint64_t v;
+
+	(void)w;
+	(void)revents;
+	if (read(vu->bus_fd, &v, sizeof(v)) < 0)
+		return;
+	vp_warn_rl("the frontend's guest memory shrank under us: disconnecting it");
+	conn_close(vu, true);
+}
+
 static void accept_cb(struct vp_watch *w, int revents, void *opaque)
 {
 	struct vu *vu = opaque;
@@ -979,6 +1076,13 @@ struct vu *vu_new(struct vp_loop *loop, const struct vu_config *cfg,
 	vu->listen_fd = -1;
 	vu->conn_fd = -1;
 	vu->backend_fd = -1;
+	vu->bus_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vu->bus_fd < 0)
+		goto err_free_queues;
+	vu->bus_watch = vp_watch_new(loop, vu->bus_fd, VP_EV_READ, bus_cb, vu);
+	if (!vu->bus_watch)
+		goto err_close_bus;
+	guard_install();
 	for (unsigned q = 0; q < cfg->nqueues; q++) {
 		vu->queues[q].vu = vu;
 		vu->queues[q].kick_fd = -1;
@@ -986,6 +1090,13 @@ struct vu *vu_new(struct vp_loop *loop, const struct vu_config *cfg,
 		vu->queues[q].err_fd = -1;
 	}
 	return vu;
+
+err_close_bus:
+	close(vu->bus_fd);
+err_free_queues:
+	free(vu->queues);
+	free(vu);
+	return NULL;
 }
 
 void vu_free(struct vu *vu)
@@ -997,6 +1108,8 @@ void vu_free(struct vu *vu)
 		vp_defer_cancel(vu->loop, notify_flush, vu);
 	vp_watch_free(vu->loop, vu->listen_watch);
 	close_fd(&vu->listen_fd);
+	vp_watch_free(vu->loop, vu->bus_watch);
+	close_fd(&vu->bus_fd);
 	if (vu->socket_path) {
 		struct stat st;
 

@@ -3064,6 +3064,28 @@ int sim_raw_avail_idx(struct sim *s, unsigned qidx, uint16_t idx)
 	return 0;
 }
 
+int sim_shrink_memory(struct sim *s, uint64_t size)
+{
+	size_t len = s->o.mem_size;
+	void *copy = malloc(len);
+
+	if (!copy)
+		return -ENOMEM;
+	/* Keep our own view on a private copy, so that only the device's
+	 * mappings of the file fault. */
+	memcpy(copy, s->mem, len);
+	if (mmap(s->mem, len, PROT_READ | PROT_WRITE,
+		 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED) {
+		free(copy);
+		return -errno;
+	}
+	memcpy(s->mem, copy, len);
+	free(copy);
+	if (ftruncate(s->memfd, (off_t)size) < 0)
+		return -errno;
+	return 0;
+}
+
 int sim_raw_kick(struct sim *s, unsigned qidx)
 {
 	struct sim_vq *vq = NULL;

@@ -1376,6 +1376,19 @@ static void cmd_kick(struct cli *c, int argc, char **argv, char *rest)
 	ok(c, NULL);
 }
 
+static void cmd_shrink_mem(struct cli *c, int argc, char **argv, char *rest)
+{
+	uint64_t size;
+
+	(void)argc, (void)rest;
+	if (!parse_u64(argv[1], &size))
+		return err(c, "bad size");
+	int rc = sim_shrink_memory(c->sim, size);
+	if (rc)
+		return err_rc(c, rc);
+	ok(c, NULL);
+}
+
 static void cmd_queue(struct cli *c, int argc, char **argv, char *rest)
 {
 	struct sim_queue_info qi;
@@ -1512,6 +1525,8 @@ static const struct cmd commands[] = {
 	{"raw-used", 1, 2, cmd_raw_used, "raw-used QIDX [ms]",
 	 "wait for a raw chain's completion -> ok ID LEN | err timeout"},
 	{"kick", 1, 1, cmd_kick, "kick QIDX", "kick a queue unconditionally"},
+	{"shrink-mem", 1, 1, cmd_shrink_mem, "shrink-mem SIZE",
+	 "cut the guest-memory file behind the device's back (then only kick)"},
 	{"queue", 1, 1, cmd_queue, "queue QIDX", "ring addresses and indexes"},
 	{"bugs", 0, 0, cmd_bugs, "bugs", "-> ok COUNT [FIRST MESSAGE]"},
 	{"bug-clear", 0, 0, cmd_bug_clear, "bug-clear",

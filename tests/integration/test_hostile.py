@@ -505,6 +505,18 @@ class FrontendMessages(HostileTest):
         self.assert_no_device_bug()
         self.assert_port_works(self.sim, "data")
 
+    def test_guest_memory_shrunk_under_the_daemon(self):
+        # The frontend cuts its memory file after SET_MEM_TABLE: the
+        # daemon's next access to guest memory would be SIGBUS.  It must
+        # survive, drop that frontend, and serve the next one.
+        self.sim.cmd("shrink-mem 0")
+        self.sim.cmd("kick %d" % txq(self.nr))
+        self.wait_frontend_gone()
+        self.assertIsNone(self.d.proc.poll(), "the daemon died")
+        self.assertIn("memory shrank", self.d.read_log())
+        sim = self.new_sim()
+        self.assert_port_works(sim, "data")
+
     def test_unknown_request_without_need_reply(self):
         self.assertIsNone(self.sim.raw_msg(999, 0x1))
         self.assert_port_works(self.sim, "data")
