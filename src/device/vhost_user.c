@@ -114,6 +114,7 @@ struct vu_queue {
 	bool enabled;   /* SET_VRING_ENABLE, or implied without protocol features */
 	bool started;
 	bool notify_pending;
+	bool err_reported; /* the frontend was told this ring is broken */
 	struct vp_watch *kick_watch;
 	struct vu *vu;
 };
@@ -242,6 +243,20 @@ static void queue_reset(struct vu *vu, unsigned q)
 	vq->kick_set = false;
 	vq->enabled = false;
 	vq->notify_pending = false;
+	vq->err_reported = false;
+}
+
+/* A ring the guest broke is dead until the frontend resets it: tell it
+ * once through its error fd (the vhost-user way to say DEVICE_NEEDS_RESET). */
+static void report_broken(struct vu_queue *vq)
+{
+	static const uint64_t one = 1;
+
+	if (!vq->vq.broken || vq->err_reported || vq->err_fd < 0)
+		return;
+	vq->err_reported = true;
+	if (write(vq->err_fd, &one, sizeof(one)) < 0)
+		vp_warn_rl("queue error fd: %s", strerror(errno));
 }
 
 static void kick_cb(struct vp_watch *w, int revents, void *opaque)
@@ -267,6 +282,7 @@ static void kick_cb(struct vp_watch *w, int revents, void *opaque)
 		vp_watch_set(vu->loop, vq->kick_watch, 0);
 	}
 	vu->ops->queue_kick(vu->opaque, (unsigned)(vq - vu->queues));
+	report_broken(vq);
 }
 
 static void notify_flush(void *opaque)
@@ -278,6 +294,7 @@ static void notify_flush(void *opaque)
 	for (unsigned q = 0; q < vu->cfg.nqueues; q++) {
 		struct vu_queue *vq = &vu->queues[q];
 
+		report_broken(vq);
 		if (!vq->notify_pending)
 			continue;
 		vq->notify_pending = false;
@@ -666,7 +683,10 @@ static int h_set_vring_err(struct req *r)
 	if (!vq)
 		return -EINVAL;
 	close_fd(&vq->err_fd);
+	if (fd >= 0)
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	vq->err_fd = fd;
+	vq->err_reported = false;
 	return 0;
 }
 

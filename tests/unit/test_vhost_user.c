@@ -1460,6 +1460,30 @@ static void test_second_attach_while_connected_is_refused(void **state)
 	assert_int_equal(f->rec.connected, 1);
 }
 
+static void test_broken_ring_is_reported_once_on_its_error_fd(void **state)
+{
+	struct fx *f = *state;
+	int err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	struct vq *vq;
+	uint64_t v;
+
+	assert_true(err >= 0);
+	start_queue(f, 0, 0);
+	send_vring_fd(f, VU_REQ_SET_VRING_ERR, 0, err);
+	vq = vu_queue(f->vu, 0);
+	g_avail(f, 0)->idx = QNUM + 1; /* more than the ring holds */
+	assert_false(vq_has_avail(vq));
+	assert_true(vq->broken);
+	vu_queue_notify(f->vu, 0);
+	fake_loop_run_deferred(f->fl);
+	assert_int_equal(read(err, &v, sizeof(v)), sizeof(v));
+	/* Once: the ring stays broken until the frontend resets it. */
+	vu_queue_notify(f->vu, 0);
+	fake_loop_run_deferred(f->fl);
+	assert_int_equal(read(err, &v, sizeof(v)), -1);
+	close(err);
+}
+
 static void test_vu_disconnect_tells_device(void **state)
 {
 	struct fx *f = *state;
@@ -1535,6 +1559,7 @@ int main(void)
 		T(test_frontend_close_mid_message_disconnects),
 		T(test_second_attach_while_connected_is_refused),
 		T(test_vu_disconnect_tells_device),
+		T(test_broken_ring_is_reported_once_on_its_error_fd),
 	};
 
 	vp_log_set_level(VP_LOG_ERROR);
