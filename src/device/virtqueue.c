@@ -15,11 +15,11 @@
 #include "vportfs/log.h"
 #include "vportfs/vq.h"
 
-static void *mem_lookup(const struct vq_mem *mem, uint64_t addr, uint64_t len,
-			bool by_uva)
+/* Host pointer for `addr`, and in *span how many of the next `len` bytes
+ * lie in the same region; NULL if `addr` is in no region. */
+static void *mem_span(const struct vq_mem *mem, uint64_t addr, uint64_t len,
+		      bool by_uva, uint64_t *span)
 {
-	if (len == 0)
-		return NULL;
 	for (unsigned i = 0; i < mem->nregions; i++) {
 		const struct vq_mem_region *r = &mem->r[i];
 		uint64_t start = by_uva ? r->uva : r->gpa;
@@ -28,11 +28,24 @@ static void *mem_lookup(const struct vq_mem *mem, uint64_t addr, uint64_t len,
 		 * computed once addr >= start. */
 		if (addr < start || addr - start >= r->size)
 			continue;
-		if (len > r->size - (addr - start))
-			return NULL;
+		*span = len < r->size - (addr - start) ? len
+						       : r->size - (addr - start);
 		return (char *)r->host + (addr - start);
 	}
 	return NULL;
+}
+
+/* The whole range inside one region, or NULL. */
+static void *mem_lookup(const struct vq_mem *mem, uint64_t addr, uint64_t len,
+			bool by_uva)
+{
+	uint64_t span;
+	void *p;
+
+	if (len == 0)
+		return NULL;
+	p = mem_span(mem, addr, len, by_uva, &span);
+	return p && span == len ? p : NULL;
 }
 
 void *vq_mem_gpa(const struct vq_mem *mem, uint64_t gpa, uint64_t len)
@@ -147,19 +160,10 @@ static int walk_add(struct walk *w, const struct vq_mem *mem,
 	if (!writable && w->in_num)
 		return -EINVAL;
 	while (left) {
-		uint64_t chunk = left;
-		void *p = NULL;
+		uint64_t chunk;
+		/* The largest prefix inside one region. */
+		void *p = mem_span(mem, addr, left, false, &chunk);
 
-		/* Find the largest prefix inside one region. */
-		for (unsigned i = 0; i < mem->nregions && !p; i++) {
-			const struct vq_mem_region *r = &mem->r[i];
-
-			if (addr < r->gpa || addr - r->gpa >= r->size)
-				continue;
-			if (chunk > r->size - (addr - r->gpa))
-				chunk = r->size - (addr - r->gpa);
-			p = (char *)r->host + (addr - r->gpa);
-		}
 		if (!p || w->niov == VQ_MAX_IOV)
 			return -EINVAL;
 		w->iov[w->niov].iov_base = p;
