@@ -189,6 +189,17 @@ static void queue_stop(struct vu *vu, unsigned q, bool keep)
 
 static void kick_cb(struct vp_watch *w, int revents, void *opaque);
 
+/* Stop a running ring so that it resumes where it stands. */
+static void queue_pause(struct vu *vu, unsigned q, bool keep)
+{
+	struct vu_queue *vq = &vu->queues[q];
+
+	if (!vq->started)
+		return;
+	vq->base = vq->vq.last_avail;
+	queue_stop(vu, q, keep);
+}
+
 /* Start the queue once it has everything it needs; idempotent. */
 static void queue_maybe_start(struct vu *vu, unsigned q)
 {
@@ -530,12 +541,8 @@ static int h_set_mem_table(struct req *r)
 	}
 	/* Stop rings that pointed into the old table; they restart below
 	 * with the new mappings (the frontend may resend addresses too). */
-	for (unsigned q = 0; q < vu->cfg.nqueues; q++) {
-		if (vu->queues[q].started) {
-			vu->queues[q].base = vu->queues[q].vq.last_avail;
-			queue_stop(vu, q, false);
-		}
-	}
+	for (unsigned q = 0; q < vu->cfg.nqueues; q++)
+		queue_pause(vu, q, false);
 	mem_unmap(&vu->mem);
 	vu->mem = mem;
 	for (unsigned q = 0; q < vu->cfg.nqueues; q++)
@@ -644,10 +651,7 @@ static int h_set_vring_kick(struct req *r)
 	if (fd < 0)
 		return -EOPNOTSUPP;
 	q = (unsigned)(vq - r->vu->queues);
-	if (vq->started) {
-		vq->base = vq->vq.last_avail;
-		queue_stop(r->vu, q, true);
-	}
+	queue_pause(r->vu, q, true);
 	close_fd(&vq->kick_fd);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	vq->kick_fd = fd;
@@ -699,12 +703,10 @@ static int h_set_vring_enable(struct req *r)
 		return -EINVAL;
 	q = (unsigned)(vq - r->vu->queues);
 	vq->enabled = r->msg->payload.state.num;
-	if (vq->enabled) {
+	if (vq->enabled)
 		queue_maybe_start(r->vu, q);
-	} else if (vq->started) {
-		vq->base = vq->vq.last_avail;
-		queue_stop(r->vu, q, true);
-	}
+	else
+		queue_pause(r->vu, q, true);
 	return 0;
 }
 
