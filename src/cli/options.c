@@ -400,15 +400,21 @@ void vp_opts_usage(FILE *out)
 	      "                       vhost-user's limit; UML guests: at most 31)\n"
 	      "  -o OPT[,OPT]         session: an fd belongs to one guest session\n"
 	      "                       exclusive: one open per port, as in the guest\n"
-	      "                       allow_other, default_permissions, uid=N,\n"
-	      "                       gid=N, mode=OCTAL: as for any FUSE mount\n"
+	      "                       allow_other (implies default_permissions),\n"
+	      "                       default_permissions, uid=N, gid=N,\n"
+	      "                       mode=OCTAL: as for any FUSE mount\n"
 	      "  --log-level LEVEL    error, warn (default), info or debug\n"
 	      "  --syslog             log to syslog instead of stderr\n"
 	      "  --print-capabilities print the vhost-user backend capabilities\n"
 	      "  -h, --help           show this help\n"
 	      "  -V, --version        show the version\n"
 	      "\n"
-	      "Runs in the foreground; SIGINT or SIGTERM unmounts, removes the\n"
-	      "socket and exits 0.  A bad option exits 2 with nothing mounted.\n",
+	      "In the mount: one file per port (touch NAME adds a port, rm NAME\n"
+	      "removes it), user.vport.* extended attributes, and .events, a\n"
+	      "stream of JSON lines.\n"
+	      "\n"
+	      "Runs in the foreground; SIGINT, SIGTERM or SIGHUP unmounts,\n"
+	      "removes the socket and exits 0.  A bad option exits 2 with\n"
+	      "nothing mounted.\n",
 	      out);
 }
