@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
 # Throughput of a port file, driven by the simulated frontend, next to a
-# plain pipe carrying the same bytes with the same tools on this machine.
+# plain pipe carrying the same bytes with the same tools on this machine;
+# 1-byte round-trip latency; many ports streaming at once.
 #
 #   scripts/bench.sh [MiB]     (default 512)
+#
+# Environment: VPORTFS_BENCH_RTT (round trips, default 10000),
+# VPORTFS_BENCH_PORTS (ports streaming at once, default 8).
 #
 # guest->host: the simulated guest streams into a port; the host reads the
 # port file (vportfs-bench --check, 1 MiB reads, pattern verified).
 # host->guest: the host writes the port file (vportfs-bench --gen, 1 MiB
 # writes); the simulated guest receives into 4 KiB buffers, as Linux does.
 # pipe: vportfs-bench --gen | vportfs-bench --check.
-# MB/s are 10^6 bytes per second, as measured by the receiving side.
+# rtt: the simulated guest sends 1 byte, vportfs-bench --echo (the port
+# file open read-write) sends it back; median and p99 of N round trips.
+# N ports: one simulated guest streams MiB into each of N ports at once
+# (TX interleaved in one loop), N host readers (--check) in parallel;
+# aggregate MB/s as the guest measures it (first byte to last returned).
+# MB/s are 10^6 bytes per second, as measured by the receiving side; the
+# many-ports row streams MiB on each port at once and reports the total;
+# the round trip is 1 byte from the simulated guest, echoed by a host
+# process through the same port file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-512}
 bytes=$((mib * 1024 * 1024))
+rtt_count=${VPORTFS_BENCH_RTT:-10000}
+nports=${VPORTFS_BENCH_PORTS:-8}
 
 scripts/install-deps.sh
 build=${VPORTFS_BENCH_BUILD:-$(pwd)/build-bench}
@@ -23,15 +37,21 @@ bench=$build/vportfs-bench
 
 work=$(mktemp -d /var/tmp/vportfs-bench.XXXXXX)
 daemon=
+helpers=()
 cleanup() {
 	set +e
+	for p in "${helpers[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${helpers[@]}"; do wait "$p" 2>/dev/null; done
 	[ -z "$daemon" ] || { kill "$daemon"; wait "$daemon"; } 2>/dev/null
 	mountpoint -q "$work/mnt" && umount -l "$work/mnt"
 	rm -rf "$work"
 }
 trap cleanup EXIT
 mkdir "$work/mnt"
-"$build/vportfs" --socket "$work/sock" --port name=bench "$work/mnt" 2>"$work/log" &
+multi=()
+for i in $(seq 0 $((nports - 1))); do multi+=(--port "name=multi$i"); done
+"$build/vportfs" --socket "$work/sock" --port name=bench "${multi[@]}" \
+	"$work/mnt" 2>"$work/log" &
 daemon=$!
 for _ in $(seq 100); do mountpoint -q "$work/mnt" && break; sleep 0.05; done
 mountpoint -q "$work/mnt" || { cat "$work/log"; exit 1; }
@@ -57,7 +77,42 @@ h2g=$(mbps <"$work/h2g")
 # the same bytes through a pipe
 pipe=$("$bench" --gen "$bytes" 2>/dev/null | "$bench" --check "$bytes" | mbps)
 
-printf '%-22s %10s\n' "path ($mib MiB)" "MB/s"
-printf '%-22s %10s\n' "guest->host port file" "$g2h"
-printf '%-22s %10s\n' "host->guest port file" "$h2g"
-printf '%-22s %10s\n' "pipe (same tools)" "$pipe"
+# 1-byte round trips (a fresh frontend again)
+"$bench" --socket "$work/sock" --port bench --mode rtt --count "$rtt_count" >"$work/rtt" &
+sim=$!
+helpers+=("$sim")
+sleep 0.5 # as for g2h: the echo's first read is EOF until the guest opens
+"$bench" --echo "$work/mnt/bench" 2>"$work/echo.log" &
+echo_pid=$!
+helpers+=("$echo_pid")
+wait "$sim"
+wait "$echo_pid" # EOF once the guest closes
+helpers=()
+rtt_med=$(sed -n 's/.*median_us=\([0-9.]*\).*/\1/p' "$work/rtt")
+rtt_p99=$(sed -n 's/.*p99_us=\([0-9.]*\).*/\1/p' "$work/rtt")
+
+# N ports at once (one more frontend)
+ports=()
+for i in $(seq 0 $((nports - 1))); do ports+=(--port "multi$i"); done
+"$bench" --socket "$work/sock" "${ports[@]}" --mode g2h --bytes "$bytes" >"$work/multi" &
+sim=$!
+helpers+=("$sim")
+sleep 0.5
+checks=()
+for i in $(seq 0 $((nports - 1))); do
+	"$bench" --check "$bytes" <"$work/mnt/multi$i" >"$work/multi$i.check" &
+	checks+=($!)
+	helpers+=($!)
+done
+for p in "${checks[@]}"; do wait "$p"; done
+wait "$sim"
+helpers=()
+multi_mbps=$(mbps <"$work/multi")
+
+printf '%-26s %10s\n' "path ($mib MiB)" "MB/s"
+printf '%-26s %10s\n' "guest->host port file" "$g2h"
+printf '%-26s %10s\n' "host->guest port file" "$h2g"
+printf '%-26s %10s\n' "pipe (same tools)" "$pipe"
+printf '%-26s %10s\n' "$nports ports g2h, $mib MiB each" "$multi_mbps"
+printf '%-26s %10s\n' "1-byte rtt median (us)" "$rtt_med"
+printf '%-26s %10s\n' "1-byte rtt p99 (us)" "$rtt_p99"

@@ -1,12 +1,15 @@
 /*
- * vportfs-bench: guest-side throughput of one port, through the simulated
- * guest (sim.h), while a host-side process reads or writes the port file.
+ * vportfs-bench: guest-side throughput and latency of ports, through the
+ * simulated guest (sim.h), while host-side processes use the port files.
  *
- *   g2h: opens the port, waits for a host reader, streams N bytes of the
- *        pattern as fast as the TX ring allows; done when the device has
- *        returned every TX buffer.
+ *   g2h: opens the port(s), waits for a host reader on each, streams N
+ *        bytes of the pattern into every port at once (one loop, TX
+ *        interleaved) as fast as the TX rings allow; done when the device
+ *        has returned every TX buffer.  MB/s are over all ports.
  *   h2g: opens the port, receives N bytes written by the host; timed from
  *        the first byte to the last.
+ *   rtt: opens the port, waits for a host echo (--echo), then N times
+ *        sends 1 byte and waits for it to come back; median and p99.
  *
  * The pattern is byte[i] = i % 251 (a prime, so chunk boundaries never line
  * up with it).  --gen and --check produce and verify it on the host side.
@@ -18,6 +21,7 @@
 #include "vportfs/sim.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -30,12 +34,24 @@
 
 #define PATTERN_MOD 251u
 #define CHUNK	    (4u << 20)
+#define MAX_PORTS   31u /* the sim's default queue limit */
+#define RTT_WARMUP  100u
 
 struct bench {
 	const char *socket;
-	const char *port;
-	enum { MODE_NONE, MODE_G2H, MODE_H2G, MODE_GEN, MODE_CHECK } mode;
-	uint64_t bytes;
+	const char *port[MAX_PORTS];
+	unsigned nports;
+	enum {
+		MODE_NONE,
+		MODE_G2H,
+		MODE_H2G,
+		MODE_RTT,
+		MODE_GEN,
+		MODE_CHECK,
+		MODE_ECHO,
+	} mode;
+	uint64_t bytes; /* per port; rtt: round trips */
+	const char *echo_path;
 	uint32_t buf_size;
 	unsigned rx_bufs;
 	double timeout;	  /* whole run, seconds */
@@ -106,53 +122,88 @@ static void fail_diag(struct sim *s, const char *what)
 		fprintf(stderr, "vportfs-bench: diagnosis:\n%s", buf);
 }
 
-static bool cond_host(struct sim *s, void *a)
+struct port_set {
+	const unsigned *nr;
+	unsigned n;
+};
+
+static bool cond_hosts(struct sim *s, void *a)
 {
+	const struct port_set *ps = a;
 	struct sim_port_info pi;
 
-	return sim_port_info(s, *(unsigned *)a, &pi) == 0 && pi.host_connected;
+	for (unsigned i = 0; i < ps->n; i++)
+		if (sim_port_info(s, ps->nr[i], &pi) != 0 || !pi.host_connected)
+			return false;
+	return true;
 }
 
-static int run_g2h(struct bench *b, struct sim *s, unsigned nr,
-		   const uint8_t *pat)
+/* Bytes not yet returned on all ports, or -errno. */
+static long tx_pending_all(const struct sim *s, const unsigned *nr, unsigned n)
 {
-	struct sim_port_info pi;
-	uint64_t queued = 0;
-	double start, last_progress, end;
-	long pending = 0;
+	long sum = 0;
 
-	int rc = sim_wait(s, cond_host, &nr, (int)(b->wait_host * 1000));
+	for (unsigned i = 0; i < n; i++) {
+		long p = sim_port_tx_pending(s, nr[i]);
+		if (p < 0)
+			return p;
+		sum += p;
+	}
+	return sum;
+}
+
+/* Streams b->bytes into each of nr[0..n) at once: every round tops up
+ * every port's TX ring, so the daemon sees all queues busy together. */
+static int run_g2h(struct bench *b, struct sim *s, const unsigned *nr,
+		   unsigned n, const uint8_t *pat)
+{
+	struct port_set ps = {nr, n};
+	struct sim_port_info pi;
+	uint64_t queued[MAX_PORTS] = {0};
+	double start, last_progress, end;
+	long pending;
+	bool all_queued;
+
+	int rc = sim_wait(s, cond_hosts, &ps, (int)(b->wait_host * 1000));
 	if (rc) {
 		fail_diag(s, "waiting for a host reader");
 		return rc;
 	}
 	start = last_progress = now_s();
 	for (;;) {
-		while (queued < b->bytes) {
-			uint64_t want = b->bytes - queued;
-			long n = sim_port_write(
-				s, nr, pat + queued % PATTERN_MOD,
-				want < CHUNK ? (size_t)want : CHUNK);
-			if (n == -EAGAIN)
-				break;
-			if (n < 0) {
-				fail_diag(s, "write");
-				return (int)n;
+		all_queued = true;
+		for (unsigned i = 0; i < n; i++) {
+			while (queued[i] < b->bytes) {
+				uint64_t want = b->bytes - queued[i];
+				long w = sim_port_write(
+					s, nr[i], pat + queued[i] % PATTERN_MOD,
+					want < CHUNK ? (size_t)want : CHUNK);
+				if (w == -EAGAIN)
+					break;
+				if (w < 0) {
+					fail_diag(s, "write");
+					return (int)w;
+				}
+				queued[i] += (uint64_t)w;
+				last_progress = now_s();
 			}
-			queued += (uint64_t)n;
-			last_progress = now_s();
+			if (queued[i] < b->bytes)
+				all_queued = false;
 		}
-		pending = sim_port_tx_pending(s, nr);
-		if (queued == b->bytes && pending == 0)
+		pending = tx_pending_all(s, nr, n);
+		if (pending < 0) {
+			fail_diag(s, "port");
+			return (int)pending;
+		}
+		if (all_queued && pending == 0)
 			break;
-		long before = pending;
 		rc = sim_process(s, 100);
 		if (rc) {
 			fail_diag(s, "device");
 			return rc;
 		}
 		double t = now_s();
-		if (sim_port_tx_pending(s, nr) != before)
+		if (tx_pending_all(s, nr, n) != pending)
 			last_progress = t;
 		if (t - last_progress > b->stall || t - start > b->timeout) {
 			fail_diag(s, t - start > b->timeout ? "timeout"
@@ -161,11 +212,98 @@ static int run_g2h(struct bench *b, struct sim *s, unsigned nr,
 		}
 	}
 	end = now_s();
-	if (sim_port_info(s, nr, &pi) == 0 && pi.tx_total < b->bytes)
-		fprintf(stderr, "vportfs-bench: only %llu bytes returned\n",
-			(unsigned long long)pi.tx_total);
-	report("g2h", b->bytes, end - start, s);
+	for (unsigned i = 0; i < n; i++)
+		if (sim_port_info(s, nr[i], &pi) == 0 && pi.tx_total < b->bytes)
+			fprintf(stderr,
+				"vportfs-bench: port %u: only %llu bytes "
+				"returned\n",
+				nr[i], (unsigned long long)pi.tx_total);
+	report("g2h", b->bytes * n, end - start, s);
 	return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* One round trip: 1 byte out, the same byte back.  Returns 0 or -errno. */
+static int rtt_once(struct bench *b, struct sim *s, unsigned nr, uint8_t out)
+{
+	double start = now_s();
+	uint8_t in;
+	long n;
+	int rc;
+
+	while ((n = sim_port_write(s, nr, &out, 1)) == -EAGAIN) {
+		/* TX buffers come back in batches (tx_event_delay). */
+		rc = sim_process(s, 100);
+		if (rc)
+			return rc;
+		if (now_s() - start > b->stall)
+			return -ETIMEDOUT;
+	}
+	if (n < 0)
+		return (int)n;
+	while ((n = sim_port_read(s, nr, &in, 1)) == 0) {
+		rc = sim_process(s, 100);
+		if (rc)
+			return rc;
+		if (now_s() - start > b->stall)
+			return -ETIMEDOUT;
+	}
+	if (n < 0)
+		return (int)n;
+	if (in != out) {
+		fprintf(stderr, "vportfs-bench: echoed 0x%02x, sent 0x%02x\n",
+			in, out);
+		return -EILSEQ;
+	}
+	return 0;
+}
+
+static int run_rtt(struct bench *b, struct sim *s, unsigned nr)
+{
+	struct port_set ps = {&nr, 1};
+	size_t count = (size_t)b->bytes;
+	double *us = malloc(count * sizeof(*us));
+	int rc;
+
+	if (!us)
+		return -ENOMEM;
+	rc = sim_wait(s, cond_hosts, &ps, (int)(b->wait_host * 1000));
+	if (rc) {
+		fail_diag(s, "waiting for a host echo");
+		goto out_free_us;
+	}
+	/* The echo may have met EOF before we opened and be retrying. */
+	for (unsigned i = 0; i < RTT_WARMUP; i++) {
+		rc = rtt_once(b, s, nr, (uint8_t)(i % PATTERN_MOD));
+		if (rc)
+			goto out_fail;
+	}
+	for (size_t i = 0; i < count; i++) {
+		double t = now_s();
+		rc = rtt_once(b, s, nr, (uint8_t)(i % PATTERN_MOD));
+		if (rc)
+			goto out_fail;
+		us[i] = (now_s() - t) * 1e6;
+	}
+	qsort(us, count, sizeof(*us), cmp_double);
+	/* Nearest-rank percentiles. */
+	printf("mode=rtt count=%zu min_us=%.1f median_us=%.1f p99_us=%.1f "
+	       "max_us=%.1f\n",
+	       count, us[0], us[(count - 1) / 2],
+	       us[(count * 99 + 99) / 100 - 1], us[count - 1]);
+	fflush(stdout);
+	goto out_free_us;
+out_fail:
+	fail_diag(s, rc == -ETIMEDOUT ? "round trip stalled" : "round trip");
+out_free_us:
+	free(us);
+	return rc;
 }
 
 static int run_h2g(struct bench *b, struct sim *s, unsigned nr,
@@ -283,21 +421,89 @@ static int run_gen_check(struct bench *b, const uint8_t *pat)
 	return 0;
 }
 
+/* --echo: host side of rtt.  Reads the port file and writes every byte
+ * back through the same fd until the guest closes its end.  An EOF before
+ * the first byte only means the guest has not opened yet: retry. */
+static int run_echo(struct bench *b)
+{
+	uint8_t buf[4096];
+	uint64_t echoed = 0;
+	double start = now_s();
+	int fd = open(b->echo_path, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		fprintf(stderr, "vportfs-bench: %s: %s\n", b->echo_path,
+			strerror(errno));
+		return 1;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "vportfs-bench: echo read: %s\n",
+				strerror(errno));
+			goto out_close;
+		}
+		if (n == 0) {
+			if (echoed > 0)
+				break;
+			if (now_s() - start > b->wait_host) {
+				fputs("vportfs-bench: echo: the guest never "
+				      "opened the port\n",
+				      stderr);
+				goto out_close;
+			}
+			usleep(10000);
+			continue;
+		}
+		for (ssize_t off = 0; off < n;) {
+			ssize_t w = write(fd, buf + off, (size_t)(n - off));
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				fprintf(stderr,
+					"vportfs-bench: echo write: %s\n",
+					w < 0 ? strerror(errno) : "short");
+				goto out_close;
+			}
+			off += w;
+		}
+		echoed += (uint64_t)n;
+	}
+	close(fd);
+	fprintf(stderr, "mode=echo bytes=%llu\n", (unsigned long long)echoed);
+	return 0;
+out_close:
+	close(fd);
+	return 1;
+}
+
 /* clang-format off */
 static void usage(FILE *f)
 {
 	fputs("usage: vportfs-bench --socket PATH --port NAME --mode g2h|h2g "
 	      "--bytes N [OPTIONS]\n"
+	      "       vportfs-bench --socket PATH --port NAME [--port NAME]... "
+	      "--mode g2h --bytes N\n"
+	      "       vportfs-bench --socket PATH --port NAME --mode rtt "
+	      "--count N\n"
 	      "       vportfs-bench --gen N  > PORTFILE   (host writer)\n"
 	      "       vportfs-bench --check N < PORTFILE  (host reader)\n"
+	      "       vportfs-bench --echo PORTFILE       (host echo, rtt)\n"
 	      "\n"
-	      "Drives the guest side of one port through the simulated guest\n"
+	      "Drives the guest side of ports through the simulated guest\n"
 	      "and prints one line:\n"
 	      "  mode=g2h|h2g bytes=N seconds=S MBps=X kicks=N calls=N\n"
 	      "(MB = 10^6 bytes).  A host-side process must read (g2h) or\n"
 	      "write (h2g) the port file meanwhile.  The stream is the\n"
 	      "pattern byte[i] = i % 251; --gen writes it, --check reads and\n"
 	      "verifies it (and prints its own mode=check line).\n"
+	      "g2h with several --port streams N bytes into each at once;\n"
+	      "bytes and MBps are the totals over all ports.\n"
+	      "rtt: N times, 1 byte to the port and back from --echo, which\n"
+	      "holds the port file open read-write and returns what it reads;\n"
+	      "prints mode=rtt count=N min_us median_us p99_us max_us.\n"
 	      "\n"
 	      "Options:\n"
 	      "  --buf-size N      g2h: TX buffer size (32768); h2g: RX buffer\n"
@@ -309,7 +515,8 @@ static void usage(FILE *f)
 	      "  --no-event-idx, --no-indirect, --call-eventfd\n"
 	      "  --timeout SEC     whole run (120)\n"
 	      "  --stall SEC       no progress (10)\n"
-	      "  --wait-host SEC   g2h: wait this long for the reader (30)\n"
+	      "  --wait-host SEC   g2h/rtt: wait this long for the host side;\n"
+	      "                    --echo: for the guest to open (30)\n"
 	      "  --connect-timeout SEC (10)\n"
 	      "  --verify          h2g: check the received pattern\n"
 	      "  --no-verify       --check: don't compare, just count\n"
@@ -369,6 +576,8 @@ enum {
 	OPT_GEN,
 	OPT_CHECK,
 	OPT_BYTES,
+	OPT_COUNT,
+	OPT_ECHO,
 };
 
 static const struct option long_opts[] = {
@@ -376,6 +585,8 @@ static const struct option long_opts[] = {
 	{"port", required_argument, NULL, 'p'},
 	{"mode", required_argument, NULL, 'm'},
 	{"bytes", required_argument, NULL, OPT_BYTES},
+	{"count", required_argument, NULL, OPT_COUNT},
+	{"echo", required_argument, NULL, OPT_ECHO},
 	{"buf-size", required_argument, NULL, OPT_BUF_SIZE},
 	{"rx-bufs", required_argument, NULL, OPT_RX_BUFS},
 	{"seg-size", required_argument, NULL, OPT_SEG_SIZE},
@@ -419,18 +630,34 @@ int main(int argc, char **argv)
 			b.socket = optarg;
 			break;
 		case 'p':
-			b.port = optarg;
+			if (b.nports == MAX_PORTS) {
+				fprintf(stderr,
+					"vportfs-bench: at most %u ports\n",
+					MAX_PORTS);
+				return 2;
+			}
+			b.port[b.nports++] = optarg;
 			break;
 		case 'm':
 			if (strcmp(optarg, "g2h") == 0)
 				b.mode = MODE_G2H;
 			else if (strcmp(optarg, "h2g") == 0)
 				b.mode = MODE_H2G;
+			else if (strcmp(optarg, "rtt") == 0)
+				b.mode = MODE_RTT;
 			else {
-				fprintf(stderr, "vportfs-bench: --mode g2h or "
-						"h2g\n");
+				fprintf(stderr, "vportfs-bench: --mode g2h, "
+						"h2g or rtt\n");
 				return 2;
 			}
+			break;
+		case OPT_COUNT:
+			if (!parse_num("--count", optarg, 100000000, &b.bytes))
+				return 2;
+			break;
+		case OPT_ECHO:
+			b.echo_path = optarg;
+			b.mode = MODE_ECHO;
 			break;
 		case OPT_BYTES:
 		case OPT_GEN:
@@ -531,9 +758,19 @@ int main(int argc, char **argv)
 		free(pat);
 		return rc;
 	}
-	if (!b.socket || !b.port || b.bytes == 0) {
-		fputs("vportfs-bench: --socket, --port and --bytes are "
-		      "required\n",
+	if (b.mode == MODE_ECHO) {
+		free(pat);
+		return run_echo(&b);
+	}
+	if (!b.socket || b.nports == 0 || b.bytes == 0) {
+		fputs("vportfs-bench: --socket, --port and --bytes (rtt: "
+		      "--count) are required\n",
+		      stderr);
+		free(pat);
+		return 2;
+	}
+	if (b.mode != MODE_G2H && b.nports > 1) {
+		fputs("vportfs-bench: several ports only with --mode g2h\n",
 		      stderr);
 		free(pat);
 		return 2;
@@ -550,7 +787,10 @@ int main(int argc, char **argv)
 	b.o.rx_bufs = 4;
 	b.o.rx_buf_size = 4096;
 	b.o.tx_event_delay = true;
-	if (b.mode == MODE_G2H) {
+	if (b.mode == MODE_RTT) {
+		/* Latency, not batching: take every TX interrupt. */
+		b.o.tx_event_delay = false;
+	} else if (b.mode == MODE_G2H) {
 		b.o.tx_buf_size = buf_size_set ? b.buf_size : 32768;
 		b.o.tx_seg_size = (uint32_t)seg;
 	} else {
@@ -568,12 +808,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vportfs-bench: connect: %s\n", sim_error(s));
 		goto out_free_sim;
 	}
-	rc = sim_wait_port(s, b.port, (int)(connect_timeout * 1000));
-	if (rc < 0) {
-		fail_diag(s, "waiting for the port");
-		goto out_free_sim;
+	unsigned nrs[MAX_PORTS];
+	for (unsigned i = 0; i < b.nports; i++) {
+		rc = sim_wait_port(s, b.port[i], (int)(connect_timeout * 1000));
+		if (rc < 0) {
+			fprintf(stderr, "vportfs-bench: port %s:\n", b.port[i]);
+			fail_diag(s, "waiting for the port");
+			goto out_free_sim;
+		}
+		nrs[i] = (unsigned)rc;
 	}
-	unsigned nr = (unsigned)rc;
+	unsigned nr = nrs[0];
 	if (b.mode == MODE_H2G) {
 		struct sim_state st;
 		sim_get_state(s, &st);
@@ -585,17 +830,25 @@ int main(int argc, char **argv)
 			goto out_free_sim;
 		}
 	}
-	rc = sim_port_open(s, nr);
-	if (rc) {
-		fail_diag(s, "open");
-		goto out_free_sim;
+	for (unsigned i = 0; i < b.nports; i++) {
+		rc = sim_port_open(s, nrs[i]);
+		if (rc) {
+			fail_diag(s, "open");
+			goto out_free_sim;
+		}
 	}
-	rc = b.mode == MODE_G2H ? run_g2h(&b, s, nr, pat)
-				: run_h2g(&b, s, nr, pat);
+	if (b.mode == MODE_G2H)
+		rc = run_g2h(&b, s, nrs, b.nports, pat);
+	else if (b.mode == MODE_RTT)
+		rc = run_rtt(&b, s, nr);
+	else
+		rc = run_h2g(&b, s, nr, pat);
 	if (rc == 0) {
 		status = 0;
-		/* The host reader of g2h sees EOF once the guest closes. */
-		sim_port_close(s, nr);
+		/* The host readers of g2h and the echo of rtt see EOF once
+		 * the guest closes. */
+		for (unsigned i = 0; i < b.nports; i++)
+			sim_port_close(s, nrs[i]);
 		sim_process(s, 50);
 	}
 out_free_sim:
