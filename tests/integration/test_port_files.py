@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
 from vpharness import Blocked, Daemon, VPORTFS_SIM, wait_until  # noqa: E402
-from simctl import Sim  # noqa: E402
+from simctl import Sim, SimTimeout  # noqa: E402
 
 TEST_TIMEOUT = 60
 
@@ -72,6 +72,27 @@ class PortTest(unittest.TestCase):
 
     def guest_write(self, data):
         self.guest("write %d %s" % (self.nr, data.hex()))
+
+    def stream_guest_to_fd(self, fd, size=2 << 20):
+        """The guest sends `size` random bytes on the port; fd must read
+        all of them, in order, while the guest is never stalled."""
+        data = os.urandom(size)
+        got = bytearray()
+
+        def reader():
+            while len(got) < len(data):
+                b = os.read(fd, 1 << 20)
+                if not b:
+                    break
+                got.extend(b)
+        r = Blocked(reader)
+        try:
+            self.sim.write_all(self.nr, data, 3)
+        except SimTimeout as e:
+            self.fail("guest stalled after %s of %d bytes; the fd got %d" %
+                      (e.partial, len(data), len(got)))
+        r.wait()
+        self.assertTrue(bytes(got) == data, "the fd got different bytes")
 
     def guest_readn(self, n, timeout=5000):
         return bytes.fromhex(self.guest("readn %d %d %d" %
