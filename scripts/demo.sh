@@ -15,7 +15,7 @@ scripts/install-deps.sh
 build=${VPORTFS_BUILD:-$root/build}
 echo "demo: building in $build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$(nproc)" --target vportfs >/dev/null
+cmake --build "$build" -j"$(nproc)" --target vportfs uml-xstate >/dev/null
 
 work=$(mktemp -d /var/tmp/vportfs-demo.XXXXXX)
 mnt=$work/mnt
@@ -55,17 +55,51 @@ mountpoint -q "$mnt" || { cat "$work/vportfs.log"; echo "demo: vportfs did not s
 echo "demo: vportfs serves $sock, ports mounted on $mnt:"
 ls -l "$mnt"
 
+# The guest sees the host's files except its private /tmp, /run, /dev:
+# what it runs goes in the work dir, under /var/tmp, wherever this
+# checkout is.
+install -m 0755 examples/guest-demo.sh "$work/guest-demo.sh"
 echo "demo: booting a UML guest on it"
 scripts/uml-run.sh --socket "$sock" --timeout 100000 --workdir "$work/guest" \
-	-- "$root/examples/guest-demo.sh" >"$work/guest.out" 2>&1 &
+	--console-log "$work/console.log" \
+	-- "$work/guest-demo.sh" >"$work/guest.out" 2>&1 &
 guest_pid=$!
 
-# The guest's agent service opens the port once it is up.
-for _ in $(seq 200); do
+# The guest is gone (no boot, a panic, its command ended): say what it
+# left and stop, instead of waiting for an answer that cannot come.
+guest_gone() {
+	local rc=0
+	wait "$guest_pid" || rc=$?
+	guest_pid=
+	echo "demo: the guest stopped (uml-run exit status $rc); its output:"
+	sed 's/^/demo: | /' "$work/guest.out"
+	# uml-run shows the console itself when the guest failed to run.
+	grep -q 'last console lines' "$work/guest.out" || console_tail
+	exit 1
+}
+
+console_tail() {
+	echo "demo: last console lines ($work/console.log):"
+	{
+		grep -a -o -m1 'uml-xstate: .*' "$work/console.log" 2>/dev/null || true
+		grep -a -v -E '^ *\[<[0-9a-f]+>\]|uml-xstate: ' "$work/console.log" 2>/dev/null | tail -n 20 || true
+	} | sed 's/^/demo: | /'
+}
+
+# The guest's agent service opens the port once it is up: ask until it
+# answers, for at most a minute, and never after the guest has gone.
+out=
+deadline=$((SECONDS + 60))
+while [ -z "$out" ] && [ "$SECONDS" -lt "$deadline" ]; do
+	kill -0 "$guest_pid" 2>/dev/null || guest_gone
 	out=$(echo "hello from the host" | timeout 2 sh -c "exec 3<>'$mnt/org.qemu.guest_agent.0'; cat >&3; timeout 1 head -n1 <&3" 2>/dev/null || true)
-	[ -n "$out" ] && break
-	sleep 0.2
+	[ -n "$out" ] || sleep 0.2
 done
+if [ -z "$out" ]; then
+	echo "demo: no answer from the guest's agent within 60 s"
+	console_tail
+	exit 1
+fi
 echo
 echo "host -> guest -> host: wrote 'hello from the host' to org.qemu.guest_agent.0, read back:"
 echo "    $out"
@@ -77,7 +111,6 @@ echo "guest console ($mnt/console0):"
 timeout 1 cat "$mnt/console0" | sed 's/^/    /' || true
 
 if $once; then
-	[ -n "$out" ] || { echo "demo: no answer from the guest"; exit 1; }
 	exit 0
 fi
 
@@ -95,4 +128,7 @@ Try, in another terminal (the guest keeps running until you press Ctrl-C here):
     setfattr -n user.vport.winsize -v 100x40 $mnt/console0
 TRY
 echo "demo: running; Ctrl-C to stop"
-wait "$guest_pid" || true
+while kill -0 "$guest_pid" 2>/dev/null; do
+	sleep 1
+done
+guest_gone

@@ -47,7 +47,24 @@ for a hot-plugged port and creates its /dev/virtio-ports link. A guest
 "reboot -f" boots UML again and reruns the command with UML_BOOT=2, 3, ...
 (1 on the first boot); the output of all boots is kept, the last status
 returned.
-Environment: UML_KERNEL overrides the kernel binary (default linux.uml).
+Whatever the guest runs or reads must be outside /tmp, /run, /dev, /proc
+and /sys, which it mounts privately: a command whose program lies there
+is refused (exit 125) instead of failing inside the guest.
+
+UML 6.1 and large host XSAVE areas (AVX-512, AMX): linux.uml always runs
+with the uml-xstate.so helper preloaded (docs/uml-xstate.md), built from
+this checkout if missing. It gives UML's FPU save and restore the host's
+full XSAVE area and writes one "uml-xstate:" line to the console log.
+
+Environment:
+  UML_KERNEL           the kernel binary (default linux.uml)
+  UML_XSTATE           the helper's mode: auto (default: full area only
+                       where UML's buffer is too small), overlay (always),
+                       fxsave (hide XSTATE: UML's FXSAVE fallback, which
+                       corrupts guest programs; for tests), off
+  UML_XSTATE_EMULATE   for tests: act as a UML whose buffer is N bytes
+  UML_XSTATE_PRELOAD   the helper's path (default: BUILD/uml-xstate.so,
+                       BUILD being $VPORTFS_BUILD or the checkout's build/)
 EOF
 }
 
@@ -114,6 +131,34 @@ done
 kernel=$(command -v "${UML_KERNEL:-linux.uml}") ||
 	die_usage "UML kernel ${UML_KERNEL:-linux.uml} not found (apt-get install user-mode-linux)"
 
+case ${UML_XSTATE:-auto} in
+auto | overlay | fxsave | off) ;;
+*) die_usage "bad UML_XSTATE: $UML_XSTATE (auto, overlay, fxsave or off)" ;;
+esac
+if [ -n "${UML_XSTATE_EMULATE:-}" ]; then
+	[[ $UML_XSTATE_EMULATE =~ ^[1-9][0-9]*$ ]] &&
+		[ "$UML_XSTATE_EMULATE" -ge 512 ] && [ "$UML_XSTATE_EMULATE" -le 1048576 ] ||
+		die_usage "bad UML_XSTATE_EMULATE: $UML_XSTATE_EMULATE (512 to 1048576 bytes)"
+fi
+
+# The XSTATE helper (see --help): found in the build dir, or built there.
+repo=$(cd "$script_dir/.." && pwd)
+preload=${UML_XSTATE_PRELOAD:-}
+if [ -z "$preload" ]; then
+	build=${VPORTFS_BUILD:-$repo/build}
+	preload=$build/uml-xstate.so
+	if [ ! -f "$preload" ] || [ "$preload" -ot "$repo/src/uml/xstate.c" ] ||
+		[ "$preload" -ot "$repo/src/uml/preload.c" ]; then
+		{
+			[ -f "$build/CMakeCache.txt" ] ||
+				cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+			cmake --build "$build" --target uml-xstate
+		} >/dev/null 2>&1 ||
+			die_usage "cannot build $preload (cmake --build $build --target uml-xstate)"
+	fi
+fi
+[ -f "$preload" ] || die_usage "UML_XSTATE_PRELOAD: no such file: $preload"
+
 # Paths that go on the kernel command line: it splits on blanks, and
 # virtio_uml cuts the socket path at the first ':'.
 cmdline_safe() {
@@ -139,6 +184,13 @@ if [ -n "$socket" ]; then
 	[ ${#socket} -le 107 ] || die_usage "socket path too long: $socket"
 	[ -S "$socket" ] ||
 		echo "uml-run: warning: no socket at $socket; the guest gets no virtio-console device" >&2
+fi
+
+# A program the guest cannot see fails there with a bare "not found";
+# say why here instead. Only the first word: the rest is the command's.
+read -r first_word _ <<<"$command_text" || true
+if [[ ${first_word:-} == /* ]] && ! guest_visible "$first_word"; then
+	die_usage "the guest cannot see $first_word (it has its own /tmp, /run, /dev, /proc and /sys): copy it under /var/tmp"
 fi
 
 created_workdir=0
@@ -305,17 +357,21 @@ uml_args=(
 # TMPDIR: UML creates (and unlinks) its guest-memory file there.
 # ulimit -c 0: a guest panic makes UML abort(), which would dump 256M+ core.
 # stdin /dev/null: UML must never read the caller's terminal.
+# LD_PRELOAD: the XSTATE helper (see --help); helpers UML execs inherit it
+# and are untouched by it.
 (
 	cd "$workdir"
 	ulimit -c 0
-	TMPDIR=$workdir exec setsid "$kernel" "${uml_args[@]}"
+	LD_PRELOAD=$preload${LD_PRELOAD:+:$LD_PRELOAD} TMPDIR=$workdir \
+		exec setsid "$kernel" "${uml_args[@]}"
 ) </dev/null >"$console_log" 2>&1 &
 uml_pid=$!
 sleep "$timeout" >/dev/null 2>&1 &
 watchdog_pid=$!
 start_guard "$uml_pid" "$watchdog_pid"
 
-wait -n "$uml_pid" "$watchdog_pid" || true
+# (stderr: bash's own "Aborted" notice when a guest panic aborts UML.)
+wait -n "$uml_pid" "$watchdog_pid" 2>/dev/null || true
 
 timed_out=0
 if kill -0 "$uml_pid" 2>/dev/null; then
@@ -331,9 +387,14 @@ watchdog_pid=
 [ ! -f "$workdir/stdout" ] || cat -- "$workdir/stdout"
 [ ! -f "$workdir/stderr" ] || cat -- "$workdir/stderr" >&2
 
+# The last lines that say something: a panic's call trace (" [<addr>] ...")
+# would push the reason off the end.
 console_tail() {
 	echo "uml-run: $1; last console lines ($console_log):" >&2
-	tail -n 30 -- "$console_log" 2>/dev/null | sed 's/^/uml-run: | /' >&2 || true
+	{
+		grep -a -o -m1 'uml-xstate: .*' -- "$console_log" 2>/dev/null || true
+		grep -a -v -E '^ *\[<[0-9a-f]+>\]|uml-xstate: ' -- "$console_log" 2>/dev/null | tail -n 20 || true
+	} | sed 's/^/uml-run: | /' >&2
 }
 
 if [ "$timed_out" = 1 ]; then
