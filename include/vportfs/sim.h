@@ -283,6 +283,18 @@ int sim_port_rx_withhold(struct sim *sim, unsigned nr, bool withhold);
 
 /* --- Fault injection --------------------------------------------------- */
 
+/* The guest frees every TX buffer of port nr it has posted and not got
+ * back, and reuses the memory: it is overwritten with `byte`, the chains
+ * stay on the ring.  What UML does when it resets the device without
+ * telling the backend.  Returns the number of buffers, or -errno. */
+int sim_port_tx_scribble(struct sim *sim, unsigned nr, uint8_t byte);
+
+/* withhold = true: chains written to port nr's TX queue are published in
+ * the avail ring but not kicked, so the device sees them only when it
+ * looks for another reason (a guest close racing ahead of its data).
+ * false: kick for what was published meanwhile. */
+int sim_port_tx_withhold_kick(struct sim *sim, unsigned nr, bool withhold);
+
 /* Any control message on control-tx, with extra payload after the 8-byte
  * header (extra may be NULL when extra_len is 0). */
 int sim_send_ctrl(struct sim *sim, uint32_t id, uint16_t event, uint16_t value,

@@ -99,6 +99,18 @@ bool vq_has_avail(struct vq *vq);
  */
 int vq_pop(struct vq *vq, const struct vq_mem *mem, struct vq_elem **out);
 
+/* Give back the chain the last vq_pop returned, untouched, before any other
+ * pop or push on the queue: the next pop returns it again.  The caller
+ * frees the element.  For a device that finds it has no room for the chain
+ * yet and must not keep pointers into guest memory meanwhile. */
+void vq_unpop(struct vq *vq);
+
+/* The guest's avail index as it stands: a mark for "every chain posted so
+ * far".  vq_popped_past(vq, mark) says whether all of them were popped (or
+ * taken back by the guest, which moves its index backwards). */
+uint16_t vq_avail_mark(struct vq *vq);
+bool vq_popped_past(const struct vq *vq, uint16_t mark);
+
 /* Return a chain to the guest; `len` is the number of bytes written into
  * its device-writable part.  Does not notify. */
 void vq_push(struct vq *vq, uint16_t head, uint32_t len);

@@ -2,21 +2,21 @@
  * The virtio-serial (virtio-console, MULTIPORT) device: ports, the control
  * protocol, and each port's two byte streams.
  *
- * Guest -> host: the guest's TX buffers of a generic port are held, not
- * copied; the host side reads them in place (vser_reader_peek) and releases
- * them (vser_reader_consume), which is when the guest gets them back.  So a
- * host that does not read throttles exactly that port: the guest writer
- * blocks when its ring is full, nothing else slows down.  Console ports are
- * the exception: the guest kernel spins until its buffer comes back, so
- * their output is copied into a bounded ring at once, the oldest bytes
- * dropped (and counted) when it overflows.
+ * Guest -> host: every guest TX buffer is copied into the port's ring when
+ * it is popped and given back at once; nothing is read from guest memory
+ * later (a UML guest frees posted buffers at a device reset without telling
+ * the backend).  A generic port pops only what its ring has room for, so a
+ * host that does not read throttles exactly that port: the guest's ring
+ * fills and its writer blocks, nothing else slows down; what the ring holds
+ * outlives the VM.  Console ports never make the guest wait: their ring
+ * keeps the latest output, the oldest bytes dropped when it overflows.
  *
  * Host -> guest: vser_port_write copies into the guest's RX buffers, the
  * rest into a bounded per-port buffer that drains as the guest posts more.
  *
  * Guest output fans out: every reader (struct vser_reader, one per open
- * host file that reads) has its own position in the port's byte stream; a
- * guest buffer is returned once every reader has read past it, so the
+ * host file that reads) has its own position in the port's byte stream;
+ * ring bytes are released once every reader has read past them, so the
  * slowest reader throttles the port and nothing is copied per reader.
  *
  * The host side of a port (the FUSE layer today) registers one listener and
@@ -47,12 +47,19 @@ struct vu;
 #define VSER_MAX_PORTS_LIMIT 127
 #define VSER_NAME_MAX 255
 #define VSER_CONSOLE_RING_DEFAULT (1u << 20)
+#define VSER_PORT_RING_DEFAULT (1u << 20)
 #define VSER_OUT_BUF_DEFAULT (256u << 10)
 
 struct vser_config {
 	unsigned max_ports; /* 1..VSER_MAX_PORTS_LIMIT */
-	size_t console_ring; /* bytes kept per console port */
+	size_t console_ring; /* bytes kept per console port; 0: default */
+	size_t port_ring;    /* guest output kept per generic port, unread;
+				0: default */
 	size_t out_buf;      /* host -> guest buffer per port */
+	/* Host bytes accepted but not yet in guest buffers belong to the
+	 * guest session (-o session): dropped and counted when it ends.
+	 * false: they wait for the guest's next open, as in a socket. */
+	bool out_per_session;
 };
 
 /* Device-level events, for the listener's `device` callback. */
@@ -97,7 +104,7 @@ struct vser_port_config {
 	int nr;           /* < 0: the lowest free number */
 	const char *name; /* may be empty */
 	bool console;
-	size_t ring_size; /* console ports; 0: VSER_CONSOLE_RING_DEFAULT */
+	size_t ring_size; /* ring bytes; 0: the device's default for the kind */
 };
 
 /*
@@ -109,9 +116,10 @@ struct vser_port_config {
 int vser_port_add(struct vser *dev, const struct vser_port_config *pc,
 		  struct vser_port **out);
 
-/* Hot-unplug: return every guest buffer the port holds, tell the guest
- * (PORT_REMOVE), free the port.  The caller must have freed the port's
- * readers; the listener hears nothing more of it. */
+/* Hot-unplug: tell the guest (PORT_REMOVE), free the port with what its
+ * rings held (host bytes not yet delivered count as discarded).  The
+ * caller must have freed the port's readers; the listener hears nothing
+ * more of it. */
 void vser_port_remove(struct vser_port *port);
 
 unsigned vser_max_ports(const struct vser *dev);
@@ -141,8 +149,11 @@ void vser_port_winsize(const struct vser_port *port, uint16_t *cols,
 struct vser_port_stats {
 	uint64_t rx_bytes;      /* guest -> host, handed to the host side */
 	uint64_t tx_bytes;      /* host -> guest, placed in guest buffers */
-	uint64_t dropped_bytes; /* console output lost to ring overflow, or
-				   guest output with no host side to take it */
+	uint64_t dropped_bytes; /* guest output no reader received: pushed
+				   out of a console ring before any reader
+				   read it, left unread by the last host
+				   file to close (it had been offered), or
+				   beyond a ring in one buffer */
 };
 void vser_port_stats(const struct vser_port *port, struct vser_port_stats *st);
 
@@ -152,10 +163,12 @@ void vser_port_set_host_connected(struct vser_port *port, bool connected);
 
 /*
  * Guest -> host readers.  A new reader starts at the end of the stream: it
- * receives what the guest sends from now on.  With `backlog`, a console
- * reader starts at the oldest byte still in the ring instead, and the
- * first reader of a generic port gets what is held for nobody.  NULL on
- * allocation failure.  The reader must be freed before its port.
+ * receives what the guest sends from now on.  With `backlog` it also gets
+ * what no reader has received yet: on a console port the ring's bytes past
+ * the furthest any reader consumed (a reader that reopens never gets a
+ * byte twice), on a generic port, for the first reader, what the ring
+ * keeps for nobody.  NULL on allocation failure.  The reader must be freed
+ * before its port.
  */
 struct vser_reader *vser_reader_new(struct vser_port *port, bool backlog);
 void vser_reader_free(struct vser_reader *r);
@@ -163,8 +176,8 @@ void vser_reader_free(struct vser_reader *r);
 void vser_reader_set_limit(struct vser_reader *r, uint64_t limit);
 /* Bytes the reader can read now. */
 size_t vser_reader_readable(struct vser_reader *r);
-/* Describe up to max readable bytes as at most *niov iovecs (pointing into
- * guest memory or the console ring; valid until the next call into the
+/* Describe up to max readable bytes as at most *niov iovecs (at most two,
+ * pointing into the port's ring; valid until the next call into the
  * device); returns the byte count and sets *niov. */
 size_t vser_reader_peek(struct vser_reader *r, struct iovec *iov, int *niov,
 			size_t max);
@@ -186,10 +199,14 @@ void vser_reader_seen(struct vser_reader *r);
 ssize_t vser_port_write(struct vser_port *port, const void *buf, size_t len);
 /* Would a write of at least one byte be accepted now? */
 bool vser_port_writable(const struct vser_port *port);
-/* Bytes accepted by vser_port_write not yet in guest buffers. */
+/* Guest output discarded because its TX queue had no port. */
+uint64_t vser_orphan_bytes(const struct vser *dev);
+
+/* Bytes accepted by vser_port_write not yet in guest buffers (they wait
+ * for the guest's next open unless out_per_session). */
 size_t vser_port_write_pending(const struct vser_port *port);
 /* How many times accepted bytes were discarded undelivered (the guest
- * closed the port or the VM went away): fsync compares it. */
+ * session they belonged to ended, -o session): fsync compares it. */
 uint64_t vser_port_write_discards(const struct vser_port *port);
 
 /* For unit tests: feed a control message as if the guest had sent it, and

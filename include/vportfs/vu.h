@@ -36,7 +36,8 @@ struct vu_device_ops {
 	 * the ring and the memory stay, so popped elements stay valid and may
 	 * be pushed once it runs again.  !keep (GET_VRING_BASE, new memory
 	 * table, reset, disconnect): push back what it popped now, while the
-	 * queue and its memory are still there; they will not be after. */
+	 * queue and its memory are still there; they will not be after.
+	 * Optional: NULL for a device that keeps no popped element. */
 	void (*queue_stop)(void *opaque, unsigned q, bool keep);
 	/* A frontend connected / went away (the VM started / died). */
 	void (*connected)(void *opaque);

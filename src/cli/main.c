@@ -153,6 +153,7 @@ int main(int argc, char **argv)
 	if (!loop)
 		goto out_opts;
 	dcfg.max_ports = o.max_ports;
+	dcfg.out_per_session = o.session;
 	dev = vser_new(loop, &dcfg);
 	if (!dev) {
 		vp_err("cannot create the device");

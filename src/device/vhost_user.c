@@ -181,7 +181,8 @@ static void queue_stop(struct vu *vu, unsigned q, bool keep)
 
 	if (!vq->started)
 		return;
-	vu->ops->queue_stop(vu->opaque, q, keep); /* still started: may push */
+	if (vu->ops->queue_stop) /* still started: may push */
+		vu->ops->queue_stop(vu->opaque, q, keep);
 	vq->started = false;
 	vp_watch_free(vu->loop, vq->kick_watch);
 	vq->kick_watch = NULL;

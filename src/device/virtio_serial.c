@@ -1,12 +1,17 @@
 /*
  * virtio-serial device: the control protocol and each port's data queues.
  *
- * The design choice that matters: guest output of a generic port is held in
- * the guest's own buffers until every host reader has read it (one copy,
- * from guest memory into each reader's reply), so back-pressure is exact
- * and per port.  Readers are cursors into the port's byte stream; a buffer
- * goes back to the guest when the slowest cursor has passed it.  Everything the guest writes into a control message or a queue is
- * checked; a bad message is dropped and logged, never trusted.
+ * The design choice that matters: every byte leaves guest memory when its
+ * buffer is popped.  A guest TX buffer is copied into the port's ring and
+ * given back at once, so nothing is ever read from guest memory later: a
+ * UML guest frees the buffers it still sees as posted when it resets the
+ * device, without telling us, and bytes kept only there would die with the
+ * VM.  Back-pressure stays exact and per port: a generic port pops only
+ * what its ring has room for, so a host that does not read fills the
+ * guest's ring and blocks the guest writer.  Readers are cursors into the
+ * port's byte stream; ring bytes are released once the slowest cursor has
+ * passed them.  Everything the guest writes into a control message or a
+ * queue is checked; a bad message is dropped and logged, never trusted.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -21,6 +26,11 @@
  * host actions create them, and PORT_OPEN ones coalesce, so this bound is
  * reached only by a guest that never posts control buffers. */
 #define CTRL_OUT_MAX 4096
+
+/* Guest opens/closes of one port waiting for the data posted before them
+ * (see struct vser_port.gev).  A guest flapping faster than that gets the
+ * oldest applied at once. */
+#define GEV_MAX 8
 
 struct ctrl_msg {
 	TAILQ_ENTRY(ctrl_msg) link;
@@ -46,16 +56,27 @@ struct vser_port {
 	uint16_t cols, rows;  /* console size told to the guest; 0: none */
 
 	/* Guest -> host: a byte stream, addressed by offsets since the port
-	 * was created.  Generic ports hold the guest's TX buffers covering
-	 * [held_start, stream_end); console ports copy into `ring`, which
-	 * covers [stream_end - ring length, stream_end). */
-	struct vq_elem_list held;
-	uint64_t held_start;
-	uint64_t stream_end;
-	uint64_t offered; /* the host side has looked up to here */
+	 * was created.  `ring` holds [stream_end - its length, stream_end):
+	 * on a generic port the bytes some reader still needs (or that wait
+	 * for the next reader), on a console port the latest output. */
 	struct vp_buf ring;
+	uint64_t stream_end;
+	uint64_t offered;   /* the host side has looked up to here */
+	uint64_t delivered; /* the furthest any reader has consumed */
+	bool tx_stalled;    /* a TX chain waits for room in the ring */
 	TAILQ_HEAD(, vser_reader) readers;
 	unsigned nreaders;
+
+	/* Guest opens and closes not applied yet.  Each takes effect once
+	 * every TX chain the guest had posted when we saw it (its avail
+	 * index, `mark`) is in the ring: a guest's close ends its session
+	 * after every byte it wrote before closing, even when the control
+	 * queue is served before the data queue. */
+	struct guest_event {
+		uint16_t mark;
+		bool open;
+	} gev[GEV_MAX];
+	unsigned ngev;
 
 	/* Host -> guest. */
 	struct vp_buf out;
@@ -77,6 +98,9 @@ struct vser {
 	bool ctrl_tx_dirty; /* control TX had more than one budget's worth */
 	uint64_t features;
 	struct virtio_console_config config;
+	/* Guest output on a TX queue with no port (posted after an unplug,
+	 * or for a number never plugged): discarded, counted. */
+	uint64_t orphan_bytes;
 
 	TAILQ_HEAD(, ctrl_msg) ctrl_out;
 	unsigned nctrl_out;
@@ -327,10 +351,8 @@ static void port_event(struct vser_port *port, enum vser_port_event ev)
 		dev->listener->port_event(port, ev, dev->listener_opaque);
 }
 
-static void handle_guest_open(struct vser_port *port, uint16_t value)
+static void guest_open_apply(struct vser_port *port, bool open)
 {
-	bool open = value != 0;
-
 	if (port->guest_connected == open)
 		return;
 	port->guest_connected = open;
@@ -338,9 +360,10 @@ static void handle_guest_open(struct vser_port *port, uint16_t value)
 		port->session++;
 	port_event(port, open ? VSER_PORT_GUEST_OPEN : VSER_PORT_GUEST_CLOSE);
 	vp_debug("port %u: guest %s", port->nr, open ? "opened" : "closed");
-	if (!open) {
-		/* The guest driver drops data for a closed port; so do we,
-		 * and a host close that waited for it completes now. */
+	if (!open && port->dev->cfg.out_per_session) {
+		/* -o session: what the host wrote and the guest never got
+		 * belonged to the session that ended; a host close that
+		 * waited for it completes now. */
 		out_discard(port);
 		if (port->close_pending) {
 			port->close_pending = false;
@@ -349,6 +372,46 @@ static void handle_guest_open(struct vser_port *port, uint16_t value)
 	}
 	port->state_changed = true;
 	port_schedule(port);
+}
+
+/* Apply the guest's opens and closes whose data has all been popped; with
+ * `force`, the oldest one in any case. */
+static void guest_events_apply(struct vser_port *port, bool force)
+{
+	struct vq *vq = started_queue(port->dev, vser_port_txq(port->nr));
+
+	while (port->ngev) {
+		struct guest_event g = port->gev[0];
+
+		if (vq && !force && !vq_popped_past(vq, g.mark))
+			break;
+		port->ngev--;
+		memmove(port->gev, port->gev + 1,
+			port->ngev * sizeof(port->gev[0]));
+		guest_open_apply(port, g.open);
+		force = false;
+	}
+}
+
+static bool port_pull_tx(struct vser_port *port);
+
+static void handle_guest_open(struct vser_port *port, uint16_t value)
+{
+	struct vq *vq = started_queue(port->dev, vser_port_txq(port->nr));
+
+	if (port->ngev == GEV_MAX)
+		guest_events_apply(port, true);
+	port->gev[port->ngev++] = (struct guest_event){
+		.mark = vq ? vq_avail_mark(vq) : 0,
+		.open = value != 0,
+	};
+	/* What the guest wrote before this is usually already posted: take
+	 * it now, so that the event applies at once. */
+	if (port_pull_tx(port))
+		port->state_changed = true;
+	guest_events_apply(port, false);
+	if (port->ngev)
+		port_schedule(port);
 }
 
 /* Forget what the guest driver knew: its sessions, its ready ports, the
@@ -369,13 +432,18 @@ static void driver_reset(struct vser *dev)
 		if (!port)
 			continue;
 		port->ready = false;
+		port->ngev = 0;
 		if (port->guest_connected) {
 			port->guest_connected = false;
 			port_event(port, VSER_PORT_GUEST_CLOSE);
 		}
 		port->host_announced = false;
-		port->close_pending = false;
-		out_discard(port);
+		/* Host bytes not yet in guest buffers wait for the guest's next
+		 * open, after its reboot too; -o session drops them. */
+		if (dev->cfg.out_per_session) {
+			port->close_pending = false;
+			out_discard(port);
+		}
 		port->state_changed = true;
 		port_schedule(port);
 	}
@@ -483,65 +551,61 @@ static uint64_t ring_start(const struct vser_port *port)
 	return port->stream_end - vp_buf_len(&port->ring);
 }
 
-/* Forget the held buffers that end at or before `upto`: returned to the
- * guest if `push`, else simply freed (their memory belongs to a guest that
- * is gone).  Bytes no reader got count as dropped; readers skip them.
- * True if anything went back to the guest. */
-static bool drop_held_upto(struct vser_port *port, uint64_t upto, bool push)
+/* Bytes in [from, to) that no reader consumed: dropped. */
+static void count_dropped(struct vser_port *port, uint64_t from, uint64_t to)
 {
-	struct vq *vq = push ? started_queue(port->dev, vser_port_txq(port->nr))
-			     : NULL;
-	uint64_t furthest = port->held_start;
+	if (from < port->delivered)
+		from = port->delivered;
+	if (to > from)
+		port->st.dropped_bytes += to - from;
+}
+
+/* Let go of the generic-port ring bytes before `upto`: every reader has
+ * read them, or nobody will.  Readers behind move up.  True if room was
+ * made (a stalled TX queue may go on). */
+static bool ring_release(struct vser_port *port, uint64_t upto)
+{
+	uint64_t start = ring_start(port);
 	struct vser_reader *r;
-	struct vq_elem *e;
-	bool pushed = false;
 
-	while ((e = TAILQ_FIRST(&port->held)) &&
-	       port->held_start + e->out_len <= upto) {
-		TAILQ_REMOVE(&port->held, e, link);
-		port->held_start += e->out_len;
-		if (vq) {
-			vq_push(vq, e->head, 0);
-			pushed = true;
-		}
-		free(e);
-	}
-	if (pushed)
-		vu_queue_notify(port->dev->vu, vser_port_txq(port->nr));
-	TAILQ_FOREACH(r, &port->readers, link) {
-		if (r->pos > furthest)
-			furthest = r->pos;
-		if (r->pos < port->held_start)
-			r->pos = port->held_start;
-	}
-	if (port->held_start > furthest)
-		port->st.dropped_bytes += port->held_start - furthest;
-	return pushed;
+	if (upto > port->stream_end)
+		upto = port->stream_end;
+	if (upto <= start)
+		return false;
+	count_dropped(port, start, upto);
+	vp_buf_consume(&port->ring, (size_t)(upto - start));
+	TAILQ_FOREACH(r, &port->readers, link)
+		if (r->pos < upto)
+			r->pos = upto;
+	return true;
 }
 
-static void drop_held(struct vser_port *port, bool push)
-{
-	drop_held_upto(port, port->stream_end, push);
-}
-
-/* Append console output to the ring, dropping (and counting) the oldest
- * bytes when it is full: the guest must never wait for a console reader. */
+/* Append console output to the ring, dropping the oldest bytes when it is
+ * full: the guest must never wait for a console reader.  Dropped bytes no
+ * reader had received are counted. */
 static void console_put(struct vser_port *port, const char *p, size_t n)
 {
-	port->stream_end += n;
 	port->st.rx_bytes += n;
-	if (n > port->ring.cap) {
-		port->st.dropped_bytes += n - port->ring.cap;
-		p += n - port->ring.cap;
-		n = port->ring.cap;
-	}
 	if (n > vp_buf_room(&port->ring)) {
+		uint64_t start = ring_start(port);
 		size_t drop = n - vp_buf_room(&port->ring);
 
+		if (drop > vp_buf_len(&port->ring))
+			drop = vp_buf_len(&port->ring);
+		count_dropped(port, start, start + drop);
 		vp_buf_consume(&port->ring, drop);
-		port->st.dropped_bytes += drop;
+	}
+	if (n > port->ring.cap) {
+		/* The ring is empty now; only the last cap bytes fit. */
+		size_t skip = n - port->ring.cap;
+
+		count_dropped(port, port->stream_end, port->stream_end + skip);
+		port->stream_end += skip;
+		p += skip;
+		n = port->ring.cap;
 	}
 	vp_buf_put(&port->ring, p, n);
+	port->stream_end += n;
 }
 
 static void console_take(struct vser_port *port, const struct vq_elem *e)
@@ -550,7 +614,33 @@ static void console_take(struct vser_port *port, const struct vq_elem *e)
 		console_put(port, e->iov[i].iov_base, e->iov[i].iov_len);
 }
 
-/* Take what the guest wrote; true if there is something new to read. */
+/* Copy a generic port's chain into the ring, whole, or say false if it
+ * does not fit yet.  A chain larger than the whole ring never would: what
+ * does not fit in the empty ring is dropped and counted. */
+static bool generic_take(struct vser_port *port, const struct vq_elem *e)
+{
+	size_t copied = 0;
+
+	if (e->out_len > vp_buf_room(&port->ring) && vp_buf_len(&port->ring))
+		return false;
+	for (unsigned i = 0; i < e->out_num; i++)
+		copied += vp_buf_put(&port->ring, e->iov[i].iov_base,
+				     e->iov[i].iov_len);
+	port->stream_end += copied;
+	port->st.rx_bytes += copied;
+	if (copied < e->out_len) {
+		vp_warn_rl("port %u: guest buffer of %u bytes is larger than "
+			   "the port's ring (%zu): %zu bytes dropped",
+			   port->nr, e->out_len, port->ring.cap,
+			   e->out_len - copied);
+		port->st.dropped_bytes += e->out_len - copied;
+	}
+	return true;
+}
+
+/* Take what the guest wrote, as far as there is room; true if there is
+ * something new to read.  Every chain taken goes back to the guest at
+ * once. */
 static bool port_pull_tx(struct vser_port *port)
 {
 	struct vser *dev = port->dev;
@@ -564,31 +654,28 @@ static bool port_pull_tx(struct vser_port *port)
 
 	if (!vq)
 		return false;
+	port->tx_stalled = false;
 	before = vq->used_idx;
 	budget = vq->num; /* a ring's worth per turn; the rest comes next */
 	do {
 		while (budget && (rc = vq_pop(vq, vu_mem(dev->vu), &e)) > 0) {
 			budget--;
 			if (wrong_direction(e, true)) {
-				vq_push(vq, e->head, 0);
-				free(e);
+				/* returned unused below */
 			} else if (port->console) {
 				console_take(port, e);
-				vq_push(vq, e->head, 0);
-				free(e);
 				got = true;
-			} else if (e->out_len == 0) {
-				vq_push(vq, e->head, 0);
+			} else if (!generic_take(port, e)) {
+				/* Resumed when readers make room. */
+				vq_unpop(vq);
 				free(e);
-			} else {
-				/* Held even with no host file open (the guest
-				 * wrote while a reader was between two opens):
-				 * the next opener gets it. */
-				TAILQ_INSERT_TAIL(&port->held, e, link);
-				port->stream_end += e->out_len;
-				port->st.rx_bytes += e->out_len;
+				port->tx_stalled = true;
+				goto out;
+			} else if (e->out_len) {
 				got = true;
 			}
+			vq_push(vq, e->head, 0);
+			free(e);
 		}
 		if (rc == -ENOMEM || !budget) {
 			/* Later, rather than spin (or hog the loop) now. */
@@ -597,11 +684,42 @@ static bool port_pull_tx(struct vser_port *port)
 		}
 		vq_want_kick(vq);
 	} while (vq_has_avail(vq));
+out:
 	notify_if_used(dev, q, vq, before);
 	return got;
 }
 
-/* Return the held buffers every reader has read past. */
+/* Chains on a TX queue whose port does not exist: data for a port that was
+ * unplugged (Linux's write can post one more buffer after PORT_REMOVE) or
+ * never plugged.  Returned unread, counted, never handed to the next port
+ * of that number. */
+static void orphan_discard(struct vser *dev, unsigned q)
+{
+	struct vq *vq = started_queue(dev, q);
+	uint64_t bytes = 0;
+	struct vq_elem *e;
+	unsigned budget;
+	uint16_t before;
+
+	if (!vq)
+		return;
+	before = vq->used_idx;
+	budget = vq->num;
+	while (budget-- && vq_pop(vq, vu_mem(dev->vu), &e) > 0) {
+		bytes += e->out_len;
+		vq_push(vq, e->head, 0);
+		free(e);
+	}
+	vq_want_kick(vq);
+	notify_if_used(dev, q, vq, before);
+	if (bytes)
+		vp_warn_rl("guest wrote %llu bytes on queue %u, which has no "
+			   "port: discarded",
+			   (unsigned long long)bytes, q);
+	dev->orphan_bytes += bytes;
+}
+
+/* Release the ring bytes every reader has read past. */
 static void release_read(struct vser_port *port)
 {
 	uint64_t low = port->stream_end;
@@ -614,8 +732,8 @@ static void release_read(struct vser_port *port)
 	TAILQ_FOREACH(r, &port->readers, link)
 		if (r->pos < r->limit && r->pos < low)
 			low = r->pos;
-	/* Returned buffers let the guest write more. */
-	if (drop_held_upto(port, low, true))
+	/* Room lets a stalled guest writer go on. */
+	if (ring_release(port, low) && port->tx_stalled)
 		port_schedule(port);
 }
 
@@ -629,9 +747,13 @@ struct vser_reader *vser_reader_new(struct vser_port *port, bool backlog)
 	r->limit = UINT64_MAX;
 	r->pos = port->stream_end;
 	if (backlog && port->console)
-		r->pos = ring_start(port);
+		/* What no reader has received yet: a reader that reopens
+		 * never gets a byte twice, and loses none that is still in
+		 * the ring. */
+		r->pos = port->delivered > ring_start(port) ? port->delivered
+							    : ring_start(port);
 	else if (backlog && port->nreaders == 0)
-		r->pos = port->held_start;
+		r->pos = ring_start(port);
 	TAILQ_INSERT_TAIL(&port->readers, r, link);
 	port->nreaders++;
 	return r;
@@ -690,47 +812,17 @@ size_t vser_reader_peek(struct vser_reader *r, struct iovec *iov, int *niov,
 {
 	struct vser_port *port = r->port;
 	size_t total = 0, avail = vser_reader_readable(r);
-	uint64_t off;
-	struct vq_elem *e;
-	int n = 0;
+	struct iovec two[2];
+	int k, n = 0;
 
 	if (max > avail)
 		max = avail;
-	if (port->console) {
-		struct iovec two[2];
-		int k = vp_buf_peek_at(&port->ring,
-				       (size_t)(r->pos - ring_start(port)), two,
-				       max);
-
-		for (int i = 0; i < k && n < *niov; i++) {
-			iov[n++] = two[i];
-			total += two[i].iov_len;
-		}
-		*niov = n;
-		return total;
+	k = vp_buf_peek_at(&port->ring, (size_t)(r->pos - ring_start(port)),
+			   two, max);
+	for (int i = 0; i < k && n < *niov; i++) {
+		iov[n++] = two[i];
+		total += two[i].iov_len;
 	}
-	off = r->pos - port->held_start;
-	TAILQ_FOREACH(e, &port->held, link) {
-		for (unsigned i = 0; i < e->out_num; i++) {
-			size_t len = e->iov[i].iov_len;
-
-			if (off >= len) {
-				off -= len;
-				continue;
-			}
-			if (n == *niov || total == max)
-				goto out;
-			len -= (size_t)off;
-			if (len > max - total)
-				len = max - total;
-			iov[n].iov_base = (char *)e->iov[i].iov_base + off;
-			iov[n].iov_len = len;
-			n++;
-			total += len;
-			off = 0;
-		}
-	}
-out:
 	*niov = n;
 	return total;
 }
@@ -740,6 +832,8 @@ void vser_reader_consume(struct vser_reader *r, size_t n)
 	size_t avail = vser_reader_readable(r);
 
 	r->pos += n < avail ? n : avail;
+	if (r->pos > r->port->delivered)
+		r->port->delivered = r->pos;
 	release_read(r->port);
 }
 
@@ -893,6 +987,9 @@ static void port_service(struct vser_port *port)
 
 	port->dirty = false;
 	changed = port_pull_tx(port);
+	/* A full ring nobody reads will not drain: the guest's close must
+	 * not wait for it. */
+	guest_events_apply(port, port->tx_stalled && port->nreaders == 0);
 	changed |= port_flush_out(port);
 	if (port->close_pending && vp_buf_len(&port->out) == 0) {
 		port->close_pending = false;
@@ -918,10 +1015,15 @@ void vser_port_set_host_connected(struct vser_port *port, bool connected)
 		 * as the guest driver does with host output when it closes;
 		 * what arrived after the host last looked is kept for the next
 		 * opener.  Readers that remain (hung-up sessions) keep theirs. */
-		if (!port->console && port->nreaders == 0)
-			drop_held_upto(port, port->offered, true);
-		port->close_pending = vp_buf_len(&port->out) > 0 &&
-				      port->guest_connected;
+		if (!port->console && port->nreaders == 0 &&
+		    ring_release(port, port->offered))
+			port_schedule(port);
+		/* PORT_OPEN 0 waits until what the host wrote is in guest
+		 * buffers, for the guest's next open if need be; -o session
+		 * drops it with the session, so only a live one waits. */
+		port->close_pending =
+			vp_buf_len(&port->out) > 0 &&
+			(port->guest_connected || !port->dev->cfg.out_per_session);
 	}
 	announce_host(port);
 }
@@ -937,7 +1039,9 @@ static bool name_taken(struct vser *dev, const char *name)
 int vser_port_add(struct vser *dev, const struct vser_port_config *pc,
 		  struct vser_port **out)
 {
-	size_t ring = pc->ring_size ? pc->ring_size : dev->cfg.console_ring;
+	size_t ring = pc->ring_size	? pc->ring_size
+		      : pc->console ? dev->cfg.console_ring
+				    : dev->cfg.port_ring;
 	const char *name = pc->name ? pc->name : "";
 	struct vser_port *port;
 	int nr = pc->nr;
@@ -967,7 +1071,7 @@ int vser_port_add(struct vser *dev, const struct vser_port_config *pc,
 	port = calloc(1, sizeof(*port));
 	if (!port)
 		return -ENOMEM;
-	if (pc->console && vp_buf_init(&port->ring, ring)) {
+	if (vp_buf_init(&port->ring, ring)) {
 		free(port);
 		return -ENOMEM;
 	}
@@ -975,16 +1079,18 @@ int vser_port_add(struct vser *dev, const struct vser_port_config *pc,
 	port->nr = (unsigned)nr;
 	port->console = pc->console;
 	memcpy(port->name, name, strlen(name) + 1);
-	TAILQ_INIT(&port->held);
 	TAILQ_INIT(&port->readers);
 	dev->ports[nr] = port;
 	if (dev->driver_ready) {
-		/* Hot-plug.  A guest that unplugged an earlier port of this
-		 * number took back the buffers it had posted and rewound its
-		 * avail index: start from where it stands now. */
+		/* Hot-plug.  Whatever waits on the TX queue was written to
+		 * the earlier port of this number (after its unplug): not
+		 * ours.  A guest that unplugged that port took back the
+		 * buffers it had posted and rewound its avail index: start
+		 * from where it stands now. */
 		unsigned qs[2] = { vser_port_rxq(port->nr),
 				   vser_port_txq(port->nr) };
 
+		orphan_discard(dev, qs[1]);
 		for (int i = 0; i < 2; i++) {
 			struct vq *vq = started_queue(dev, qs[i]);
 
@@ -1002,7 +1108,6 @@ static void port_free(struct vser_port *port)
 {
 	struct vser_reader *r;
 
-	drop_held(port, false);
 	while ((r = TAILQ_FIRST(&port->readers))) {
 		vp_err("port %u freed with a reader attached", port->nr);
 		TAILQ_REMOVE(&port->readers, r, link);
@@ -1017,9 +1122,7 @@ void vser_port_remove(struct vser_port *port)
 {
 	struct vser *dev = port->dev;
 
-	/* The guest frees every buffer it still sees as posted when it
-	 * processes PORT_REMOVE: the ones we hold must be back before. */
-	drop_held(port, true);
+	out_discard(port);
 	if (dev->driver_ready)
 		ctrl_send(dev, port->nr, VIRTIO_CONSOLE_PORT_REMOVE, 1, NULL, 0);
 	dev->ports[port->nr] = NULL;
@@ -1117,8 +1220,10 @@ static void dev_queue_kick(void *opaque, unsigned q)
 	}
 	port = queue_port(dev, q, &is_tx);
 	if (!port) {
-		/* Buffers on a queue with no port: the guest must not do
-		 * that; leave them, they hold no data of ours. */
+		/* Receive buffers on a queue with no port hold no data:
+		 * leave them. */
+		if (is_tx)
+			orphan_discard(dev, q);
 		return;
 	}
 	port_service(port);
@@ -1128,31 +1233,12 @@ static void dev_queue_kick(void *opaque, unsigned q)
 		notify_listener(port);
 }
 
-static void dev_queue_stop(void *opaque, unsigned q, bool keep)
-{
-	struct vser *dev = opaque;
-	struct vser_port *port;
-	bool is_tx = false;
-
-	port = queue_port(dev, q, &is_tx);
-	if (!port || !is_tx || port->console || keep)
-		return; /* paused: what we hold stays valid */
-	/* The frontend takes the ring back (or remaps memory): return the
-	 * guest's buffers now, while we still may; their bytes are lost. */
-	drop_held(port, true);
-	port->state_changed = true;
-	port_schedule(port);
-}
-
-/* The VM is gone (or reset its device): so are its sessions and
- * everything we held in its memory. */
+/* The VM is gone (or reset its device): so are its sessions.  What it
+ * wrote is in our rings, for the host to read after it. */
 static void dev_reset(struct vser *dev)
 {
 	driver_reset(dev);
 	dev->features = 0;
-	for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++)
-		if (dev->ports[nr])
-			drop_held(dev->ports[nr], false);
 }
 
 static void dev_connected(void *opaque)
@@ -1176,7 +1262,6 @@ static const struct vu_device_ops vser_vu_ops = {
 	.set_config = dev_set_config,
 	.set_features = dev_set_features,
 	.queue_kick = dev_queue_kick,
-	.queue_stop = dev_queue_stop,
 	.connected = dev_connected,
 	.disconnected = dev_disconnected,
 };
@@ -1211,6 +1296,8 @@ struct vser *vser_new(struct vp_loop *loop, const struct vser_config *cfg)
 	dev->cfg = *cfg;
 	if (!dev->cfg.console_ring)
 		dev->cfg.console_ring = VSER_CONSOLE_RING_DEFAULT;
+	if (!dev->cfg.port_ring)
+		dev->cfg.port_ring = VSER_PORT_RING_DEFAULT;
 	if (!dev->cfg.out_buf)
 		dev->cfg.out_buf = VSER_OUT_BUF_DEFAULT;
 	dev->config.max_nr_ports = cfg->max_ports;
@@ -1327,4 +1414,9 @@ uint64_t vser_port_stream_end(const struct vser_port *port)
 void vser_port_stats(const struct vser_port *port, struct vser_port_stats *st)
 {
 	*st = port->st;
+}
+
+uint64_t vser_orphan_bytes(const struct vser *dev)
+{
+	return dev->orphan_bytes;
 }

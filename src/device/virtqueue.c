@@ -306,6 +306,26 @@ int vq_pop(struct vq *vq, const struct vq_mem *mem, struct vq_elem **out)
 	return vq->broken ? -EIO : 0;
 }
 
+void vq_unpop(struct vq *vq)
+{
+	if (!vq->num || !vq->inflight)
+		return;
+	vq->last_avail--;
+	vq->inflight--;
+}
+
+uint16_t vq_avail_mark(struct vq *vq)
+{
+	return vq->num ? avail_idx(vq) : vq->last_avail;
+}
+
+bool vq_popped_past(const struct vq *vq, uint16_t mark)
+{
+	uint16_t pending = (uint16_t)(mark - vq->last_avail);
+
+	return pending == 0 || pending > vq->num;
+}
+
 void vq_push(struct vq *vq, uint16_t head, uint32_t len)
 {
 	volatile struct vring_used_elem *ue;

@@ -73,7 +73,7 @@ struct parked {
 	off_t off;
 	char *data;  /* PARK_WRITE: a copy of the caller's bytes */
 	size_t done; /* PARK_WRITE: bytes of data already accepted */
-	uint64_t discards; /* PARK_FSYNC: the port's discard count at fsync */
+	uint64_t discards; /* PARK_FSYNC: the discard count fsync compares */
 	bool interrupted;
 };
 
@@ -88,6 +88,7 @@ struct pfs_file {
 	struct vser_reader *reader;        /* while it reads from the device */
 	bool reads;                        /* opened for reading */
 	bool writer;                       /* opened for writing */
+	uint64_t discards_seen; /* the port's write discards fsync reported */
 	struct vp_buf tail;  /* hung up: its session's unread output */
 	/* -o session: the guest session this fd belongs to (0: the next
 	 * one), and whether that session has ended. */
@@ -404,8 +405,9 @@ static bool try_write(struct pfs *fs, struct pfs_file *f, fuse_req_t req,
 	return false;
 }
 
-/* Done when our buffer is empty (EIO if bytes were thrown away meanwhile:
- * the guest closed or the VM died), or nothing can drain it any more. */
+/* Done when our buffer is empty (EIO if bytes were thrown away since this
+ * fd's last fsync or its open: the -o session they belonged to ended), or
+ * nothing can drain it any more. */
 static bool try_fsync(struct pfs *fs, struct pfs_file *f, fuse_req_t req,
 		      uint64_t discards)
 {
@@ -422,6 +424,8 @@ static bool try_fsync(struct pfs *fs, struct pfs_file *f, fuse_req_t req,
 		fuse_reply_err(req, EIO);
 	else
 		fuse_reply_err(req, 0);
+	/* Each loss is reported once per fd, like a writeback error. */
+	f->discards_seen = vser_port_write_discards(p);
 	return true;
 }
 
@@ -1058,6 +1062,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	f->pp = pp;
 	f->reads = reads;
 	f->writer = writes;
+	f->discards_seen = vser_port_write_discards(pp->port);
 	if (session_mode(fs) && vser_port_guest_connected(pp->port))
 		f->session = vser_port_guest_session(pp->port);
 	if (reads) {
@@ -1169,7 +1174,9 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		fuse_reply_err(req, ENODEV);
 		return;
 	}
-	discards = vser_port_write_discards(f->pp->port);
+	/* A reader never wrote: only the writer hears of lost bytes. */
+	discards = f->writer ? f->discards_seen
+			     : vser_port_write_discards(f->pp->port);
 	if (!try_fsync(fs, f, req, discards))
 		park(f, req, PARK_FSYNC, 0, 0, NULL, discards);
 }
@@ -1218,6 +1225,9 @@ static int xattr_get(struct pfs *fs, fuse_ino_t ino, const char *name,
 		else if (!strcmp(key, "features"))
 			n = snprintf(buf, len, "0x%" PRIx64,
 				     vser_features(fs->dev));
+		else if (!strcmp(key, "orphan_bytes"))
+			n = snprintf(buf, len, "%" PRIu64,
+				     vser_orphan_bytes(fs->dev));
 		return n;
 	}
 	pp = port_by_ino(fs, ino);
@@ -1251,7 +1261,8 @@ static int xattr_get(struct pfs *fs, fuse_ino_t ino, const char *name,
 }
 
 static const char root_xattrs[] = XATTR_PREFIX "frontend\0" XATTR_PREFIX
-	"driver_ready\0" XATTR_PREFIX "max_ports\0" XATTR_PREFIX "features\0";
+	"driver_ready\0" XATTR_PREFIX "max_ports\0" XATTR_PREFIX "features\0"
+	XATTR_PREFIX "orphan_bytes\0";
 static const char port_xattrs[] = XATTR_PREFIX "nr\0" XATTR_PREFIX
 	"name\0" XATTR_PREFIX "console\0" XATTR_PREFIX
 	"guest_connected\0" XATTR_PREFIX "host_connected\0" XATTR_PREFIX

@@ -129,6 +129,7 @@ struct sim_vq {
 	bool tainted; /* raw avail manipulation: unknown ids are not bugs */
 	bool no_interrupt;
 	bool last_kick_suppressed;
+	bool kick_withheld; /* publish chains, do not kick (fault injection) */
 	bool stale;
 	int64_t stale_since;
 	/* Spare buffers of returned TX / control-tx chains, for reuse. */
@@ -1036,6 +1037,8 @@ static void vq_kick(struct sim_vq *vq)
 	if (old == new_idx)
 		return;
 	__atomic_store_n(&vq->avail->idx, new_idx, __ATOMIC_RELEASE);
+	if (vq->kick_withheld)
+		return; /* visible to a device that looks, not announced */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	vq->kicked_idx = new_idx;
 	if (vq->sim->st.event_idx)
@@ -2878,6 +2881,44 @@ int sim_port_rx_withhold(struct sim *s, unsigned nr, bool withhold)
 }
 
 /* ---- fault injection -------------------------------------------------- */
+
+int sim_port_tx_withhold_kick(struct sim *s, unsigned nr, bool withhold)
+{
+	struct sim_vq *vq;
+
+	if (!port_get(s, nr))
+		return fail(s, -ENOENT, "no port %u", nr);
+	if (nr >= s->st.nports)
+		return fail(s, -ENODEV, "port %u has no queues", nr);
+	vq = &s->vqs[vser_port_txq(nr)];
+	vq->kick_withheld = withhold;
+	if (!withhold && vq->kicked_idx != vq->avail_idx) {
+		vq->kicked_idx = vq->avail_idx;
+		vq_notify(vq);
+	}
+	return 0;
+}
+
+int sim_port_tx_scribble(struct sim *s, unsigned nr, uint8_t byte)
+{
+	struct sim_vq *vq;
+	int n = 0;
+
+	if (!port_get(s, nr))
+		return fail(s, -ENOENT, "no port %u", nr);
+	if (nr >= s->st.nports)
+		return fail(s, -ENODEV, "port %u has no queues", nr);
+	vq = &s->vqs[vser_port_txq(nr)];
+	for (unsigned i = 0; i < vq->num; i++) {
+		struct sim_head *h = &vq->heads[i];
+
+		if (h->kind != HK_TX || !h->buf.gpa)
+			continue;
+		memset(gp(s, h->buf.gpa), byte, h->buf.cap);
+		n++;
+	}
+	return n;
+}
 
 int sim_send_ctrl(struct sim *s, uint32_t id, uint16_t event, uint16_t value,
 		  const void *extra, size_t extra_len)

@@ -922,6 +922,39 @@ static void cmd_rx_withhold(struct cli *c, int argc, char **argv, char *rest)
 	ok(c, NULL);
 }
 
+static void cmd_tx_withhold_kick(struct cli *c, int argc, char **argv,
+				 char *rest)
+{
+	unsigned nr, v;
+	int rc;
+
+	(void)argc, (void)rest;
+	if (!port_arg(c, argv[1], &nr))
+		return;
+	if (!parse_uint(argv[2], 1, &v))
+		return err(c, "value must be 0 or 1");
+	rc = sim_port_tx_withhold_kick(c->sim, nr, v);
+	if (rc)
+		return err_rc(c, rc);
+	ok(c, NULL);
+}
+
+static void cmd_tx_scribble(struct cli *c, int argc, char **argv, char *rest)
+{
+	unsigned nr, byte;
+	int n;
+
+	(void)argc, (void)rest;
+	if (!port_arg(c, argv[1], &nr))
+		return;
+	if (!parse_uint(argv[2], 255, &byte))
+		return err(c, "byte must be 0 to 255");
+	n = sim_port_tx_scribble(c->sim, nr, (uint8_t)byte);
+	if (n < 0)
+		return err_rc(c, n);
+	ok(c, "%d", n);
+}
+
 static void cmd_rx_post(struct cli *c, int argc, char **argv, char *rest)
 {
 	unsigned nr, count, size;
@@ -1495,6 +1528,12 @@ static const struct cmd commands[] = {
 	 "append exactly N received bytes to PATH -> ok N | err timeout GOT"},
 	{"rx-withhold", 2, 2, cmd_rx_withhold, "rx-withhold NR 0|1",
 	 "1: stop re-posting RX buffers; 0: re-post them"},
+	{"tx-withhold-kick", 2, 2, cmd_tx_withhold_kick,
+	 "tx-withhold-kick NR 0|1",
+	 "1: publish TX chains without kicking; 0: kick for them now"},
+	{"tx-scribble", 2, 2, cmd_tx_scribble, "tx-scribble NR BYTE",
+	 "overwrite every TX buffer still posted (a reset the device is "
+	 "not told of) -> ok COUNT"},
 	{"rx-post", 3, 3, cmd_rx_post, "rx-post NR COUNT SIZE",
 	 "post COUNT more RX buffers of SIZE bytes -> ok POSTED"},
 	{"rx-avail", 1, 1, cmd_rx_stat, "rx-avail NR",

@@ -404,6 +404,16 @@ class Sim:
     def rx_withhold(self, nr: int, withhold: bool = True) -> None:
         self.cmd(f"rx-withhold {nr} {int(bool(withhold))}")
 
+    def tx_withhold_kick(self, nr: int, withhold: bool = True) -> None:
+        """Publish TX chains of port nr without kicking (True), or kick
+        for them now (False)."""
+        self.cmd(f"tx-withhold-kick {nr} {int(withhold)}")
+
+    def tx_scribble(self, nr: int, byte: int) -> int:
+        """The guest frees its posted TX buffers of port nr, without
+        telling the device, and reuses the memory.  Returns how many."""
+        return int(self.cmd(f"tx-scribble {nr} {byte}"))
+
     def rx_post(self, nr: int, count: int, size: int) -> int:
         return int(self.cmd(f"rx-post {nr} {count} {size}"))
 

@@ -26,7 +26,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from vpharness import Blocked, Daemon, VPORTFS_SIM, wait_until  # noqa: E402
+from vpharness import Blocked, Daemon, VPORTFS_SIM, read_exact, wait_until  # noqa: E402
 from simctl import CTRL, Sim, SimDisconnected, SimError  # noqa: E402
 
 TEST_TIMEOUT = 30
@@ -79,25 +79,6 @@ def _alarm(signum, frame):
                       TEST_TIMEOUT)
 
 
-def read_exact(fd, n, timeout=5.0):
-    """n bytes from a port file (blocking fd, waits with select)."""
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while len(buf) < n:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError("read %r, wanted %d bytes" % (buf, n))
-        r, _, _ = select.select([fd], [], [], left)
-        if not r:
-            continue
-        try:
-            chunk = os.read(fd, n - len(buf))
-        except BlockingIOError:
-            continue
-        if not chunk:
-            raise AssertionError("EOF after %r, wanted %d bytes" % (buf, n))
-        buf += chunk
-    return buf
 
 
 def write_all(fd, data, timeout=5.0):
@@ -199,8 +180,9 @@ class HostileTest(unittest.TestCase):
         wait_until(lambda: self.daemon_sockets() == 1, 5,
                    what="vportfs to drop the frontend connection")
 
-    def assert_port_works(self, sim, name="data"):
-        """Bytes cross port `name` both ways, from open to close."""
+    def assert_port_works(self, sim, name="data", pending=b""):
+        """Bytes cross port `name` both ways, from open to close.  The
+        guest first gets `pending`: host bytes an earlier VM never took."""
         nr = sim.wait_port(name)
         fd = os.open(self.d.path(name), os.O_RDWR | os.O_NONBLOCK)
         try:
@@ -211,13 +193,16 @@ class HostileTest(unittest.TestCase):
             self.assertEqual(read_exact(fd, len(out)), out)
             back = ("host to guest on %s" % name).encode()
             write_all(fd, back)
-            self.assertEqual(sim.readn(nr, len(back)), back)
+            self.assertEqual(sim.readn(nr, len(pending) + len(back)),
+                             pending + back)
         finally:
             os.close(fd)
         sim.wait_host(nr, False)
 
-    def fresh_frontend_works(self):
-        """The current frontend goes away; a new one is a fresh device."""
+    def fresh_frontend_works(self, pending=b""):
+        """The current frontend goes away; a new one is a fresh device
+        (its guest first gets `pending` on port data, see
+        assert_port_works)."""
         try:
             self.sim.disconnect()
         except SimError:
@@ -226,7 +211,7 @@ class HostileTest(unittest.TestCase):
         self.wait_frontend_gone()
         sim = self.new_sim()
         self.assertEqual(sim.bugs()[0], 0)
-        self.assert_port_works(sim, "data")
+        self.assert_port_works(sim, "data", pending)
         self.assert_port_works(sim, "other")
         return sim
 
@@ -463,14 +448,15 @@ class BrokenRings(HostileTest):
         fd = self.open("data", os.O_WRONLY | os.O_NONBLOCK)
         self.sim.raw_avail_idx(q, (idx + 257) & 0xffff)
         try:
-            os.write(fd, b"into a broken ring")
+            n = os.write(fd, b"into a broken ring")
         except BlockingIOError:
-            pass
+            n = 0
         self.sim.sleep(0.2)
         self.assertTrue(self.d.alive())
         self.assert_port_works(self.sim, "other")
         self.close(fd)
-        self.fresh_frontend_works()
+        # What the write accepted waits for the next VM's guest.
+        self.fresh_frontend_works(b"into a broken ring"[:n])
 
     def test_avail_ring_head_out_of_range(self):
         q = txq(self.nr)
@@ -791,6 +777,7 @@ class BlockedWriterAcrossRestart(HostileTest):
         os.set_blocking(fd, True)
         w = Blocked(os.write, fd, b"tail")
         self.assertTrue(w.still_blocked())
+        old_guest_got = self.sim.rx_bytes(self.nr)
         self.sim.disconnect()
         self.wait_frontend_gone()
         self.assertTrue(w.still_blocked(0.5),
@@ -801,8 +788,10 @@ class BlockedWriterAcrossRestart(HostileTest):
         sim.wait_host(nr, True)
         sim.open(nr)
         self.assertEqual(w.wait(5), 4)
-        # A new VM is a fresh device: the dead VM's bytes are not replayed.
-        self.assertEqual(sim.readn(nr, 4), b"tail")
+        # What the dead VM's guest never took comes first, then the rest:
+        # accepted bytes wait for the guest's next open, as in a socket.
+        got = sim.readn(nr, total + 4 - old_guest_got, 10)
+        self.assertEqual(got, b"z" * (total - old_guest_got) + b"tail")
         self.close(fd)
         self.assert_port_works(sim, "data")
 

@@ -113,9 +113,10 @@ class Sharing(PortTest):
 
 
 class SlowReader(PortTest):
-    """A small TX ring (16 x 32 KiB) makes the guest's stall observable."""
+    """The port keeps at most its ring (1 MiB by default) of guest output
+    that some reader has not read; past that the guest's writer stalls."""
     sim_args = ("--queue-size", "16")
-    RING_BYTES = 16 * 32768
+    PORT_RING = 1 << 20
 
     def test_slow_reader_throttles_guest_and_nothing_is_lost(self):
         data = os.urandom(3 << 20)
@@ -129,13 +130,13 @@ class SlowReader(PortTest):
         got_fast, got_slow = bytearray(), bytearray()
         rf = Blocked(read_exactly, fast, len(data), got_fast)
         writer = Blocked(self.sim.write_file, self.nr, path, 15.0, 60.0)
-        # The slow reader has not read anything: the guest may have at
-        # most one ring of buffers outstanding, so the fast reader stalls
-        # and so does the guest's writer.
+        # The slow reader has not read anything: the port keeps what it
+        # has not read, up to its ring, so the fast reader stalls and so
+        # does the guest's writer.
         time.sleep(1.0)
         self.assertTrue(writer.still_blocked(0))
         self.assertGreater(len(got_fast), 0)
-        self.assertLessEqual(len(got_fast), self.RING_BYTES)
+        self.assertLessEqual(len(got_fast), self.PORT_RING)
         rs = Blocked(read_exactly, slow, len(data), got_slow, 0.002,
                      65536)
         self.assertEqual(writer.wait(60), len(data))

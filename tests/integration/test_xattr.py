@@ -19,7 +19,7 @@ from test_port_files import PortTest  # noqa: E402
 
 PORT_ATTRS = ["console", "dropped_bytes", "guest_connected",
               "host_connected", "name", "nr", "rx_bytes", "tx_bytes"]
-ROOT_ATTRS = ["driver_ready", "features", "frontend", "max_ports"]
+ROOT_ATTRS = ["driver_ready", "features", "frontend", "max_ports", "orphan_bytes"]
 
 VIRTIO_CONSOLE_F_MULTIPORT = 1 << 1
 VIRTIO_F_VERSION_1 = 1 << 32
@@ -135,6 +135,7 @@ class RootAttributes(XattrTest):
         self.assertEqual(attrs["user.vport.frontend"], "1")
         self.assertEqual(attrs["user.vport.driver_ready"], "1")
         self.assertEqual(attrs["user.vport.max_ports"], "31")
+        self.assertEqual(attrs["user.vport.orphan_bytes"], "0")
         feats = attrs["user.vport.features"]
         self.assertTrue(feats.startswith("0x"), feats)
         value = int(feats, 16)

@@ -199,3 +199,25 @@ def _on_alarm(signum, frame):
 
 signal.signal(signal.SIGTERM, _on_term)
 signal.signal(signal.SIGALRM, _on_alarm)
+
+
+def read_exact(fd, n, timeout=5.0):
+    """n bytes from a port file, waiting with select (AssertionError after
+    `timeout` seconds or at EOF)."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("read %r, wanted %d bytes" % (buf, n))
+        r, _, _ = select.select([fd], [], [], left)
+        if not r:
+            continue
+        try:
+            chunk = os.read(fd, n - len(buf))
+        except BlockingIOError:
+            continue
+        if not chunk:
+            raise AssertionError("EOF after %r, wanted %d bytes" % (buf, n))
+        buf += chunk
+    return buf

@@ -76,10 +76,12 @@ static const struct vser_listener listener = {
 	.device_event = on_device_event,
 };
 
-static int setup(void **state)
+static int setup_cfg(void **state, bool out_per_session)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct vser_config cfg = { .max_ports = MAX_PORTS, .out_buf = OUT_BUF };
+	struct vser_config cfg = { .max_ports = MAX_PORTS,
+				   .out_buf = OUT_BUF,
+				   .out_per_session = out_per_session };
 
 	assert_non_null(f);
 	f->sock = -1;
@@ -90,6 +92,17 @@ static int setup(void **state)
 	vser_set_listener(f->dev, &listener, f);
 	*state = f;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_cfg(state, false);
+}
+
+/* -o session: host bytes belong to the guest session. */
+static int setup_session(void **state)
+{
+	return setup_cfg(state, true);
 }
 
 static int teardown(void **state)
@@ -439,9 +452,9 @@ static void test_host_toggles_before_guest_reads_coalesce_to_last_value(
 	expect_no_ctrl(f);
 }
 
-static void test_host_close_waits_for_accepted_output(void **state)
+/* Host writes, closes; the guest has no RX buffers yet. */
+static struct vser_port *host_writes_and_closes(struct fx *f)
 {
-	struct fx *f = *state;
 	struct vser_port *p = add_port(f, 1, "a", false);
 
 	driver_ready(f);
@@ -449,16 +462,62 @@ static void test_host_close_waits_for_accepted_output(void **state)
 	vser_port_set_host_connected(p, true);
 	expect_ctrl(f, 1, VIRTIO_CONSOLE_PORT_OPEN, 1);
 	guest_ctrl(f, 1, VIRTIO_CONSOLE_PORT_OPEN, 1);
-	/* No guest RX buffers: the bytes wait in our buffer. */
+	fake_loop_run_deferred(f->fl);
 	assert_int_equal(vser_port_write(p, "abc", 3), 3);
 	assert_int_equal(vser_port_write_pending(p), 3);
 	vser_port_set_host_connected(p, false);
 	fake_loop_run_deferred(f->fl);
 	/* The guest must not see the close before it got the bytes. */
 	expect_no_ctrl(f);
-	/* The guest closing its end discards them and completes the close. */
+	return p;
+}
+
+/* Default mode: bytes a host write() accepted wait through the guest's
+ * close for its next open, as they would in a socket; the host side stays
+ * open for the guest until they are delivered. */
+static void test_host_close_waits_for_accepted_output(void **state)
+{
+	struct fx *f = *state;
+	struct vser_port *p = host_writes_and_closes(f);
+
+	guest_ctrl(f, 1, VIRTIO_CONSOLE_PORT_OPEN, 0);
+	fake_loop_run_deferred(f->fl);
+	assert_int_equal(vser_port_write_pending(p), 3);
+	assert_int_equal(vser_port_write_discards(p), 0);
+	expect_no_ctrl(f);
+	guest_ctrl(f, 1, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	fake_loop_run_deferred(f->fl);
+	assert_int_equal(vser_port_write_pending(p), 3);
+	expect_no_ctrl(f);
+}
+
+/* The same across a guest reboot: after the driver comes back and the
+ * port is ready again, the guest is told the host side is open. */
+static void test_accepted_output_waits_across_driver_restart(void **state)
+{
+	struct fx *f = *state;
+	struct vser_port *p = host_writes_and_closes(f);
+
+	guest_ctrl(f, 0, VIRTIO_CONSOLE_DEVICE_READY, 1);
+	expect_ctrl(f, 1, VIRTIO_CONSOLE_PORT_ADD, 1);
+	fake_loop_run_deferred(f->fl);
+	assert_int_equal(vser_port_write_pending(p), 3);
+	guest_ctrl(f, 1, VIRTIO_CONSOLE_PORT_READY, 1);
+	expect_ctrl_extra(f, 1, VIRTIO_CONSOLE_PORT_NAME, 1, "a");
+	expect_ctrl(f, 1, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	expect_no_ctrl(f);
+}
+
+/* -o session: they belong to the session that ended: discarded, counted,
+ * and the host's close completes. */
+static void test_session_close_discards_accepted_output(void **state)
+{
+	struct fx *f = *state;
+	struct vser_port *p = host_writes_and_closes(f);
+
 	guest_ctrl(f, 1, VIRTIO_CONSOLE_PORT_OPEN, 0);
 	assert_int_equal(vser_port_write_pending(p), 0);
+	assert_int_equal(vser_port_write_discards(p), 1);
 	expect_ctrl(f, 1, VIRTIO_CONSOLE_PORT_OPEN, 0);
 	expect_no_ctrl(f);
 }
@@ -863,6 +922,10 @@ int main(void)
 		T(test_host_connect_and_disconnect_after_ready_queue_port_open),
 		T(test_host_toggles_before_guest_reads_coalesce_to_last_value),
 		T(test_host_close_waits_for_accepted_output),
+		T(test_accepted_output_waits_across_driver_restart),
+		cmocka_unit_test_setup_teardown(
+			test_session_close_discards_accepted_output,
+			setup_session, teardown),
 		T(test_port_added_after_device_ready_is_hot_plugged),
 		T(test_control_messages_are_queued_not_dropped),
 		T(test_port_add_picks_lowest_free_from_1_keeping_0_for_console),

@@ -1,0 +1,206 @@
+"""Nothing written is lost or corrupted (issue 7): guest resets the device
+does not hear of, VMs that stop, re-plugged ports, guest closes that race
+ahead of their data, host bytes across guest sessions.
+
+Each case is played deterministically by the simulated guest: it can free
+and reuse its posted buffers without telling (tx-scribble), publish data
+without kicking (tx-withhold-kick), post after an unplug (raw-desc) and
+die at any moment (kill).
+"""
+import errno
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+sys.path.insert(0, os.path.dirname(__file__))
+
+from vpharness import read_exact, readable, wait_until  # noqa: E402
+from test_restart import RestartTest  # noqa: E402
+
+
+def txq(nr):
+    return 2 * (nr + 1) + 1
+
+
+def xattr(path, name):
+    return os.getxattr(path, "user.vport." + name)
+
+
+class FreedGuestMemory(RestartTest):
+    """A guest that resets the device without telling it frees the TX
+    buffers it still sees as posted (UML at device removal).  A read must
+    still return the bytes the guest wrote: they left guest memory when
+    the device took them."""
+
+    def test_read_after_guest_frees_its_buffers_returns_what_it_wrote(self):
+        fd = self.open(os.O_RDONLY | os.O_NONBLOCK)
+        self.guest_open()
+        self.guest_write(b"pong 1\n")
+        wait_until(lambda: readable(fd), 5)
+        self.sim.tx_scribble(self.nr, 0xa8)
+        self.assertEqual(os.read(fd, 100), b"pong 1\n")
+
+    def test_output_waiting_for_the_next_opener_is_not_guest_memory(self):
+        # Nobody had the file open: the bytes wait for the next opener,
+        # and the guest's buffers went back long before.
+        self.guest_open()
+        self.guest_write(b"pong 2\n")
+        self.guest("wait-tx %d 2000" % self.nr)
+        self.sim.tx_scribble(self.nr, 0xa8)
+        fd = self.open(os.O_RDONLY | os.O_NONBLOCK)
+        self.assertEqual(read_exact(fd, 7), b"pong 2\n")
+
+    def test_buffers_go_back_before_any_host_read(self):
+        self.guest_open()
+        self.guest_write(b"x" * 100000)
+        self.guest("wait-tx %d 2000" % self.nr)
+        self.assertEqual(self.sim.tx_scribble(self.nr, 0xa8), 0)
+
+
+class OutputOutlivesTheVm(RestartTest):
+    """What the guest's write() returned for is delivered after the VM
+    stops."""
+
+    def test_reply_then_close_then_power_off(self):
+        fd = self.open(os.O_RDONLY)
+        self.guest("wait-host %d 1 2000" % self.nr)
+        self.guest_open()
+        self.guest_write(b"reply\n")
+        self.guest("close %d" % self.nr)
+        self.drop_sim("kill")
+        self.assertEqual(os.read(fd, 100), b"reply\n")
+        self.assertEqual(os.read(fd, 100), b"")  # then EOF: no guest
+
+
+
+class OutputBeyondTheRing(RestartTest):
+    sim_args = ("--queue-size", "16")  # the guest's ring: 16 x 32 KiB
+
+    def test_output_beyond_the_ring_waits_in_the_guest(self):
+        # A port keeps at most ring-size bytes nobody read (1 MiB here);
+        # the rest stays in the guest, whose writer blocks.
+        self.guest_open()
+        data = os.urandom(3 << 20)
+        written = 0
+        for _ in range(200):
+            try:
+                written += self.sim.write(self.nr, data[written:])
+            except Exception:  # ring full: the device took what fits
+                break
+            self.sim.sleep(0.01)
+        self.assertLess(written, len(data))
+        wait_until(lambda: int(self.guest("tx-pending %d" % self.nr)) <=
+                   (written - (1 << 20)), 5, what="device took 1 MiB")
+        self.drop_sim("kill")
+        fd = self.open(os.O_RDONLY | os.O_NONBLOCK)
+        self.assertEqual(read_exact(fd, 1 << 20), data[:1 << 20])
+
+
+class Replug(RestartTest):
+    """A chain posted on a port's TX queue after the port was unplugged is
+    the old port's: it never reaches a new port of the same number."""
+
+    def test_buffer_posted_after_unplug_never_reaches_the_new_port(self):
+        os.unlink(self.d.path("data"))
+        self.sim.wait_gone(self.nr)
+        self.sim.raw_desc(txq(self.nr), "hex=%s:-" % b"OLD STREAM".hex())
+        self.sim.sleep(0.2)
+        with open(self.d.path("data"), "w"):
+            pass
+        self.assertEqual(self.sim.wait_port("data"), self.nr)
+        fd = self.open(os.O_RDONLY | os.O_NONBLOCK)
+        self.guest("wait-host %d 1 2000" % self.nr)
+        self.guest_open()
+        self.guest_write(b"new")
+        self.assertEqual(read_exact(fd, 3), b"new")
+        self.sim.sleep(0.1)
+        with self.assertRaises(BlockingIOError):
+            os.read(fd, 100)
+        self.assertEqual(xattr(self.d.mnt, "orphan_bytes"), b"10")
+
+    def test_buffer_posted_after_unplug_is_returned_to_the_guest(self):
+        os.unlink(self.d.path("data"))
+        self.sim.wait_gone(self.nr)
+        head = self.sim.raw_desc(txq(self.nr), "hex=%s:-" % b"late".hex())
+        self.assertEqual(self.sim.raw_used(txq(self.nr)), (head, 0))
+
+
+class CloseAfterData(RestartTest):
+    """The guest's close ends its session after every byte it wrote before
+    closing, even when the device sees the close first."""
+    args = ("-o", "session")
+
+    def test_session_gets_data_published_before_the_close(self):
+        fd = self.open(os.O_RDONLY)
+        self.guest("wait-host %d 1 2000" % self.nr)
+        self.guest_open()
+        data = os.urandom(256 << 10)
+        self.sim.tx_withhold_kick(self.nr, True)
+        self.assertEqual(self.sim.write_all(self.nr, data), len(data))
+        self.guest("close %d" % self.nr)  # seen before any data kick
+        got = bytearray()
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            got += b
+        self.assertEqual(len(got), len(data))
+        self.assertTrue(bytes(got) == data)
+        self.assertEqual(xattr(self.d.path("data"), "dropped_bytes"), b"0")
+
+
+class HostBytesWaitForTheGuest(RestartTest):
+    """Host bytes accepted by write() that never reached a guest buffer
+    wait for the guest's next open (default mode), as in a socket."""
+    sim_args = ("--rx-bufs", "0")
+
+    def host_writes_200000(self):
+        fd = self.open(os.O_WRONLY)
+        self.guest("wait-host %d 1 2000" % self.nr)
+        self.guest_open()
+        data = os.urandom(200000)
+        self.assertEqual(os.write(fd, data), len(data))
+        return fd, data
+
+    def test_guest_close_without_reading_then_reopen(self):
+        fd, data = self.host_writes_200000()
+        self.guest("close %d" % self.nr)
+        self.guest_open()
+        self.guest("rx-post %d 64 4096" % self.nr)
+        self.assertEqual(self.guest_readn(len(data)), data)
+        os.fsync(fd)
+
+    def test_across_a_vm_restart(self):
+        fd, data = self.host_writes_200000()
+        self.drop_sim("kill")
+        self.new_sim()
+        self.guest_open()
+        self.assertEqual(self.guest_readn(len(data)), data)
+
+
+class HostBytesBelongToTheSession(RestartTest):
+    """-o session: they belong to the session that ended: dropped, counted
+    (fsync says EIO), never handed to the next session."""
+    args = ("-o", "session")
+    sim_args = ("--rx-bufs", "0")
+
+    def test_dropped_with_the_session(self):
+        self.guest_open()
+        fd = self.open(os.O_WRONLY)
+        self.guest("wait-host %d 1 2000" % self.nr)
+        self.assertEqual(os.write(fd, b"z" * 200000), 200000)
+        self.guest("close %d" % self.nr)
+        with self.assertRaises(OSError) as cm:
+            os.fsync(fd)
+        self.assertEqual(cm.exception.errno, errno.EIO)
+        fd2 = self.open(os.O_WRONLY)
+        self.guest_open()
+        self.guest("wait-host %d 1 2000" % self.nr)
+        os.write(fd2, b"next")
+        self.guest("rx-post %d 4 4096" % self.nr)
+        self.assertEqual(self.guest_readn(4), b"next")
+
+
+if __name__ == "__main__":
+    unittest.main()
