@@ -32,6 +32,10 @@ void pfs_events_free(struct pfs_events *ev);
  */
 bool pfs_events_emit(struct pfs_events *ev, const char *name,
 		     const char *port_name, int nr);
+/* The same with one more field, "key": value (key not NULL). */
+bool pfs_events_emit_count(struct pfs_events *ev, const char *name,
+			   const char *port_name, int nr, const char *key,
+			   uint64_t value);
 
 struct pfs_events_reader *pfs_events_open(struct pfs_events *ev);
 void pfs_events_close(struct pfs_events_reader *r);

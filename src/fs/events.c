@@ -101,6 +101,13 @@ static void deliver(struct pfs_events_reader *r, json_object *obj,
 bool pfs_events_emit(struct pfs_events *ev, const char *name,
 		     const char *port_name, int nr)
 {
+	return pfs_events_emit_count(ev, name, port_name, nr, NULL, 0);
+}
+
+bool pfs_events_emit_count(struct pfs_events *ev, const char *name,
+			   const char *port_name, int nr, const char *key,
+			   uint64_t value)
+{
 	struct pfs_events_reader *r;
 	struct timespec ts;
 	json_object *obj;
@@ -123,6 +130,9 @@ bool pfs_events_emit(struct pfs_events *ev, const char *name,
 				       json_object_new_string(port_name));
 		json_object_object_add(obj, "nr", json_object_new_int(nr));
 	}
+	if (key)
+		json_object_object_add(obj, key,
+				       json_object_new_uint64(value));
 	plain_len = strlen(json_object_to_json_string_ext(obj,
 							    JSON_C_TO_STRING_PLAIN));
 	LIST_FOREACH(r, &ev->readers, link)

@@ -89,6 +89,7 @@ struct pfs_file {
 	bool reads;                        /* opened for reading */
 	bool writer;                       /* opened for writing */
 	uint64_t discards_seen; /* the port's write discards fsync reported */
+	uint64_t lost_reported; /* console bytes this reader lost, told */
 	struct vp_buf tail;  /* hung up: its session's unread output */
 	/* -o session: the guest session this fd belongs to (0: the next
 	 * one), and whether that session has ended. */
@@ -260,6 +261,17 @@ static void update_host_connected(struct pfs *fs, struct pfs_port *pp)
 	emit(fs, want ? "host-open" : "host-close", pp);
 }
 
+/* Default mode: does a read with nothing waiting return EOF?  While the
+ * guest has its end closed, as on a pipe, except on a console: its ring
+ * outlives the VM, and so do its readers (a logger's cat blocks across a
+ * reboot instead of ending). */
+static bool file_eof(const struct pfs_file *f)
+{
+	const struct vser_port *p = f->pp->port;
+
+	return !vser_port_is_console(p) && !vser_port_guest_connected(p);
+}
+
 static unsigned file_revents(const struct pfs *fs, struct pfs_file *f)
 {
 	unsigned ev = 0;
@@ -277,12 +289,11 @@ static unsigned file_revents(const struct pfs *fs, struct pfs_file *f)
 			ev |= POLLOUT;
 		return ev;
 	}
-	if ((f->reader && vser_reader_readable(f->reader)) ||
-	    !vser_port_guest_connected(f->pp->port))
+	if ((f->reader && vser_reader_readable(f->reader)) || file_eof(f))
 		ev |= POLLIN;
 	if (vser_port_writable(f->pp->port))
 		ev |= POLLOUT;
-	if (!vser_port_guest_connected(f->pp->port))
+	if (file_eof(f))
 		ev |= POLLHUP;
 	return ev;
 }
@@ -297,6 +308,21 @@ static bool nonblocking(int flags)
 static bool reply_from(fuse_req_t req, struct iovec *iov, int niov)
 {
 	return fuse_reply_iov(req, iov, niov) == 0;
+}
+
+/* A console reader that fell behind the ring lost its oldest bytes: say
+ * how many, once, in .events ("reader-overrun", "lost"). */
+static void report_overrun(struct pfs *fs, struct pfs_file *f)
+{
+	uint64_t lost = vser_reader_dropped(f->reader);
+
+	if (lost == f->lost_reported)
+		return;
+	if (pfs_events_emit_count(fs->events, "reader-overrun", f->pp->fname,
+				  (int)f->pp->nr, "lost",
+				  lost - f->lost_reported))
+		schedule_reap(fs);
+	f->lost_reported = lost;
 }
 
 /* Answer a read if it can be answered now; true if answered. */
@@ -338,6 +364,7 @@ static bool try_read(struct pfs *fs, struct pfs_file *f, fuse_req_t req,
 		 * vser_reader_seen). */
 		vser_reader_seen(f->reader);
 		n = vser_reader_peek(f->reader, iov, &niov, size);
+		report_overrun(fs, f);
 		if (n) {
 			/* One copy: from guest memory (or the console ring)
 			 * straight into the caller's buffer. */
@@ -348,7 +375,7 @@ static bool try_read(struct pfs *fs, struct pfs_file *f, fuse_req_t req,
 		if (session_mode(fs))
 			eof = f->hung;
 		else
-			eof = !vser_port_guest_connected(f->pp->port);
+			eof = file_eof(f);
 	}
 	/* A continuation of a read the kernel split: what we had went with
 	 * the first part; never block the tail. */

@@ -8,14 +8,18 @@ without kicking (tx-withhold-kick), post after an unplug (raw-desc) and
 die at any moment (kill).
 """
 import errno
+import json
 import os
+import select
 import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from vpharness import read_exact, readable, wait_until  # noqa: E402
+from vpharness import (Blocked, poll_events, read_exact, readable,  # noqa: E402
+                       wait_until)
+from test_console import drain  # noqa: E402
 from test_restart import RestartTest  # noqa: E402
 
 
@@ -200,6 +204,71 @@ class HostBytesBelongToTheSession(RestartTest):
         os.write(fd2, b"next")
         self.guest("rx-post %d 4 4096" % self.nr)
         self.assertEqual(self.guest_readn(4), b"next")
+
+
+class ConsoleReaders(RestartTest):
+    """A console's ring outlives the VM, and so do its readers; a reader
+    never receives a byte twice; dropped_bytes counts what no reader got,
+    and a reader that fell behind is told in .events."""
+    ports = ("name=console0,console=on,ring-size=4096", "name=data")
+
+    def setUp(self):
+        super().setUp()
+        self.c0 = self.sim.wait_port("console0")
+
+    def test_reader_blocks_across_frontend_loss_and_restart(self):
+        fd = self.open(os.O_RDONLY, name="console0")
+        self.sim.write(self.c0, b"boot 1\n")
+        self.assertEqual(os.read(fd, 100), b"boot 1\n")
+        r = Blocked(os.read, fd, 100)
+        self.drop_sim("kill")
+        self.assertTrue(r.still_blocked(0.5), "console read ended with the VM")
+        self.assertFalse(poll_events(fd) & select.POLLHUP)
+        self.new_sim()
+        self.sim.wait_port("console0")
+        self.sim.write(self.c0, b"boot 2\n")
+        self.assertEqual(r.wait(), b"boot 2\n")
+
+    def test_reopening_logger_never_gets_a_byte_twice(self):
+        log = bytearray()
+        for i in range(5):
+            self.sim.write(self.c0, b"line %d\n" % i)
+            self.sim.wait_tx(self.c0, 2)
+            fd = self.open(os.O_RDONLY | os.O_NONBLOCK, name="console0")
+            log += drain(fd)
+            self.close(fd)
+        self.assertEqual(bytes(log),
+                         b"".join(b"line %d\n" % i for i in range(5)))
+
+    def test_dropped_bytes_counts_only_what_no_reader_got(self):
+        fd = self.open(os.O_RDONLY | os.O_NONBLOCK, name="console0")
+        total = 0
+        for _ in range(40):  # 40 x 3000 bytes through a 4096-byte ring
+            self.sim.write_all(self.c0, b"c" * 3000, 5)
+            self.sim.wait_tx(self.c0, 2)
+            total += len(drain(fd))
+        self.assertEqual(total, 120000)
+        self.assertEqual(xattr(self.d.path("console0"), "dropped_bytes"),
+                         b"0")
+        self.close(fd)
+        self.sim.write_all(self.c0, b"d" * 10000, 5)
+        self.sim.wait_tx(self.c0, 2)
+        self.assertEqual(xattr(self.d.path("console0"), "dropped_bytes"),
+                         b"%d" % (10000 - 4096))
+
+    def test_reader_that_fell_behind_is_told_how_much_it_lost(self):
+        ev = self.open(os.O_RDONLY | os.O_NONBLOCK, name=".events")
+        drain(ev)
+        fd = self.open(os.O_RDONLY | os.O_NONBLOCK, name="console0")
+        self.sim.write_all(self.c0, b"e" * 10000, 5)
+        self.sim.wait_tx(self.c0, 2)
+        self.assertEqual(drain(fd), b"e" * 4096)
+        wait_until(lambda: readable(ev), 5)
+        lines = [json.loads(x) for x in drain(ev).splitlines()]
+        lost = [x for x in lines if x["event"] == "reader-overrun"]
+        self.assertEqual(len(lost), 1, lines)
+        self.assertEqual((lost[0]["port"], lost[0]["lost"]),
+                         ("console0", 10000 - 4096))
 
 
 if __name__ == "__main__":
