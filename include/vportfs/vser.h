@@ -161,16 +161,26 @@ void vser_port_stats(const struct vser_port *port, struct vser_port_stats *st);
  * deferred until what vser_port_write accepted has reached the guest. */
 void vser_port_set_host_connected(struct vser_port *port, bool connected);
 
+/* What a new reader gets of the output already there. */
+enum vser_backlog {
+	VSER_BACKLOG_NONE,   /* nothing: what the guest sends from now on */
+	/* What no reader has received yet: on a console port the ring's
+	 * bytes past the furthest any reader consumed (a reader that reopens
+	 * never gets a byte twice); on a generic port, for the first reader,
+	 * what the ring keeps for nobody. */
+	VSER_BACKLOG_UNREAD,
+	/* The same, but only bytes of the guest session now open (none if
+	 * the guest has the port closed): -o session. */
+	VSER_BACKLOG_SESSION,
+};
+
 /*
- * Guest -> host readers.  A new reader starts at the end of the stream: it
- * receives what the guest sends from now on.  With `backlog` it also gets
- * what no reader has received yet: on a console port the ring's bytes past
- * the furthest any reader consumed (a reader that reopens never gets a
- * byte twice), on a generic port, for the first reader, what the ring
- * keeps for nobody.  NULL on allocation failure.  The reader must be freed
- * before its port.
+ * Guest -> host readers, one per open host file that reads: a cursor into
+ * the port's stream, starting as `backlog` says.  NULL on allocation
+ * failure.  The reader must be freed before its port.
  */
-struct vser_reader *vser_reader_new(struct vser_port *port, bool backlog);
+struct vser_reader *vser_reader_new(struct vser_port *port,
+				    enum vser_backlog backlog);
 void vser_reader_free(struct vser_reader *r);
 /* The reader sees no byte at or past stream offset `limit` (sessions). */
 void vser_reader_set_limit(struct vser_reader *r, uint64_t limit);

@@ -52,7 +52,8 @@ struct vser_port {
 	bool dirty;           /* needs port_service() */
 	bool state_changed;   /* the listener has not heard of a state change */
 
-	uint64_t session;     /* guest opens so far */
+	uint64_t session;       /* guest opens so far */
+	uint64_t session_start; /* stream offset where the latest began */
 	uint16_t cols, rows;  /* console size told to the guest; 0: none */
 
 	/* Guest -> host: a byte stream, addressed by offsets since the port
@@ -356,8 +357,10 @@ static void guest_open_apply(struct vser_port *port, bool open)
 	if (port->guest_connected == open)
 		return;
 	port->guest_connected = open;
-	if (open)
+	if (open) {
 		port->session++;
+		port->session_start = port->stream_end;
+	}
 	port_event(port, open ? VSER_PORT_GUEST_OPEN : VSER_PORT_GUEST_CLOSE);
 	vp_debug("port %u: guest %s", port->nr, open ? "opened" : "closed");
 	if (!open && port->dev->cfg.out_per_session) {
@@ -737,23 +740,31 @@ static void release_read(struct vser_port *port)
 		port_schedule(port);
 }
 
-struct vser_reader *vser_reader_new(struct vser_port *port, bool backlog)
+struct vser_reader *vser_reader_new(struct vser_port *port,
+				    enum vser_backlog backlog)
 {
 	struct vser_reader *r = calloc(1, sizeof(*r));
+	uint64_t from = ring_start(port);
 
 	if (!r)
 		return NULL;
 	r->port = port;
 	r->limit = UINT64_MAX;
 	r->pos = port->stream_end;
-	if (backlog && port->console)
-		/* What no reader has received yet: a reader that reopens
-		 * never gets a byte twice, and loses none that is still in
-		 * the ring. */
-		r->pos = port->delivered > ring_start(port) ? port->delivered
-							    : ring_start(port);
-	else if (backlog && port->nreaders == 0)
-		r->pos = ring_start(port);
+	if (backlog == VSER_BACKLOG_SESSION)
+		from = port->guest_connected && port->session_start > from
+			       ? port->session_start
+			       : port->stream_end;
+	/* A generic port's unread output goes to its first reader; a hung-up
+	 * session's readers (-o session) do not count. */
+	if (backlog == VSER_BACKLOG_SESSION ||
+	    (backlog == VSER_BACKLOG_UNREAD &&
+	     (port->console || port->nreaders == 0))) {
+		/* Never a byte some reader already had. */
+		r->pos = port->delivered > from ? port->delivered : from;
+		if (r->pos > port->stream_end)
+			r->pos = port->stream_end;
+	}
 	TAILQ_INSERT_TAIL(&port->readers, r, link);
 	port->nreaders++;
 	return r;

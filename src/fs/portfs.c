@@ -1093,9 +1093,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (session_mode(fs) && vser_port_guest_connected(pp->port))
 		f->session = vser_port_guest_session(pp->port);
 	if (reads) {
-		/* In session mode a new fd never sees an older session's
-		 * bytes; otherwise the first reader gets what is held. */
-		f->reader = vser_reader_new(pp->port, !session_mode(fs));
+		/* What nobody has read yet waits for the first reader; in
+		 * session mode only the open session's, never an older one's
+		 * (a guest may write on a stale "host open" before this fd
+		 * came). */
+		f->reader = vser_reader_new(pp->port,
+					    session_mode(fs)
+						    ? VSER_BACKLOG_SESSION
+						    : VSER_BACKLOG_UNREAD);
 		if (!f->reader)
 			goto err_free;
 	}

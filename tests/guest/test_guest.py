@@ -26,7 +26,7 @@ TEST_TIMEOUT = 180
 class Guest:
     """A UML guest running one shell script, booted on a daemon."""
 
-    def __init__(self, daemon, script):
+    def __init__(self, daemon, script, timeout=BOOT_TIMEOUT):
         self.d = daemon
         self.w = daemon.dir
         path = os.path.join(self.w, "guest.sh")
@@ -38,7 +38,7 @@ class Guest:
             f.write(script)
         self.out = open(os.path.join(self.w, "guest.out"), "wb")
         self.proc = subprocess.Popen(
-            [UML_RUN, "--socket", daemon.sock, "--timeout", str(BOOT_TIMEOUT),
+            [UML_RUN, "--socket", daemon.sock, "--timeout", str(timeout),
              "--", "sh", path],
             stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -92,18 +92,19 @@ def sha256_file(path):
 class GuestTest(unittest.TestCase):
     ports = ("name=console0,console=on", "name=org.qemu.guest_agent.0",
              "name=data")
+    args = ()
 
     def setUp(self):
         signal.alarm(TEST_TIMEOUT)
-        self.d = Daemon(self.ports)
+        self.d = Daemon(self.ports, self.args)
         self.addCleanup(self.d.cleanup)
         self.d.start()
 
     def tearDown(self):
         signal.alarm(0)
 
-    def boot(self, script):
-        g = Guest(self.d, script)
+    def boot(self, script, timeout=BOOT_TIMEOUT):
+        g = Guest(self.d, script, timeout)
         self.addCleanup(g.kill)
         return g
 

@@ -861,7 +861,7 @@ static void test_emergency_write_goes_to_first_console_port(void **state)
 	vu_send(f, VU_REQ_SET_CONFIG, VU_FLAG_NEED_REPLY, &req, sizeof(req));
 	vu_recv(f, &m);
 	assert_int_equal(m.payload.u64, 0);
-	r = vser_reader_new(con, true);
+	r = vser_reader_new(con, VSER_BACKLOG_UNREAD);
 	assert_non_null(r);
 	assert_int_equal(vser_reader_readable(r), 1);
 	assert_int_equal(vser_reader_peek(r, iov, &niov, 16), 1);
