@@ -371,7 +371,9 @@ watchdog_pid=$!
 start_guard "$uml_pid" "$watchdog_pid"
 
 # (stderr: bash's own "Aborted" notice when a guest panic aborts UML.)
-wait -n "$uml_pid" "$watchdog_pid" 2>/dev/null || true
+# The status is UML's when it ended first: said with the console tail.
+uml_status=0
+wait -n "$uml_pid" "$watchdog_pid" 2>/dev/null || uml_status=$?
 
 timed_out=0
 if kill -0 "$uml_pid" 2>/dev/null; then
@@ -410,9 +412,11 @@ status=$(cat -- "$workdir/status" 2>/dev/null || true)
 if [[ $status =~ ^[0-9]+$ ]] && [ "$status" -le 255 ]; then
 	exit "$status"
 fi
+how="UML exit status $uml_status"
+[ "$uml_status" -le 128 ] || how="UML killed by signal $((uml_status - 128))"
 if [ -e "$workdir/started" ]; then
-	console_tail "the guest stopped before the command finished"
+	console_tail "the guest stopped before the command finished ($how)"
 else
-	console_tail "the guest did not run the command (boot failure)"
+	console_tail "the guest did not run the command (boot failure, $how)"
 fi
 exit 125

@@ -39,6 +39,10 @@ struct vu_device_ops {
 	 * queue and its memory are still there; they will not be after.
 	 * Optional: NULL for a device that keeps no popped element. */
 	void (*queue_stop)(void *opaque, unsigned q, bool keep);
+	/* The frontend is going (EOF, protocol error, RESET_OWNER): queues
+	 * and memory are still mapped, for a last look; nothing may be
+	 * pushed or notified.  Optional. */
+	void (*disconnecting)(void *opaque);
 	/* A frontend connected / went away (the VM started / died). */
 	void (*connected)(void *opaque);
 	void (*disconnected)(void *opaque);

@@ -338,6 +338,8 @@ static void conn_close(struct vu *vu, bool tell_device)
 {
 	if (vu->conn_fd < 0)
 		return;
+	if (tell_device && vu->ops->disconnecting)
+		vu->ops->disconnecting(vu->opaque);
 	for (unsigned q = 0; q < vu->cfg.nqueues; q++)
 		queue_reset(vu, q);
 	mem_unmap(&vu->mem);
@@ -468,6 +470,8 @@ static int h_reset_owner(struct req *r)
 	struct vu *vu = r->vu;
 
 	/* The VM reset its device: same as a new VM on this connection. */
+	if (vu->ops->disconnecting)
+		vu->ops->disconnecting(vu->opaque);
 	for (unsigned q = 0; q < vu->cfg.nqueues; q++)
 		queue_reset(vu, q);
 	vu->features = 0;

@@ -1252,6 +1252,30 @@ static void dev_reset(struct vser *dev)
 	dev->features = 0;
 }
 
+/* The VM is going.  What it had posted on a generic port's TX queue and
+ * we had not taken (the port's ring was full) dies with it: its write()
+ * had returned, so count it as dropped.  Only descriptors are read; the
+ * chains are not returned, the rings go away next. */
+static void dev_disconnecting(void *opaque)
+{
+	struct vser *dev = opaque;
+
+	for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++) {
+		struct vser_port *port = dev->ports[nr];
+		struct vq *vq = port && !port->console
+					? started_queue(dev, vser_port_txq(nr))
+					: NULL;
+		unsigned budget = vq ? vq->num : 0;
+		struct vq_elem *e;
+
+		while (budget-- && vq_pop(vq, vu_mem(dev->vu), &e) > 0) {
+			if (!wrong_direction(e, true))
+				port->st.dropped_bytes += e->out_len;
+			free(e);
+		}
+	}
+}
+
 static void dev_connected(void *opaque)
 {
 	struct vser *dev = opaque;
@@ -1273,6 +1297,7 @@ static const struct vu_device_ops vser_vu_ops = {
 	.set_config = dev_set_config,
 	.set_features = dev_set_features,
 	.queue_kick = dev_queue_kick,
+	.disconnecting = dev_disconnecting,
 	.connected = dev_connected,
 	.disconnected = dev_disconnected,
 };

@@ -96,9 +96,15 @@ class OutputBeyondTheRing(RestartTest):
         self.assertLess(written, len(data))
         wait_until(lambda: int(self.guest("tx-pending %d" % self.nr)) <=
                    (written - (1 << 20)), 5, what="device took 1 MiB")
+        self.sim.sleep(0.2)
+        in_guest = int(self.guest("tx-pending %d" % self.nr))
+        self.assertEqual(in_guest, written - (1 << 20))
         self.drop_sim("kill")
         fd = self.open(os.O_RDONLY | os.O_NONBLOCK)
         self.assertEqual(read_exact(fd, 1 << 20), data[:1 << 20])
+        # What the guest had written beyond that died with it: counted.
+        self.assertEqual(xattr(self.d.path("data"), "dropped_bytes"),
+                         b"%d" % in_guest)
 
 
 class Replug(RestartTest):
