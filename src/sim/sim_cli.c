@@ -906,7 +906,8 @@ static void cmd_read_file(struct cli *c, int argc, char **argv, char *rest)
 	ok(c, "%zu", got);
 }
 
-static void cmd_rx_withhold(struct cli *c, int argc, char **argv, char *rest)
+/* rx-withhold NR 0|1 and tx-withhold-kick NR 0|1. */
+static void cmd_withhold(struct cli *c, int argc, char **argv, char *rest)
 {
 	unsigned nr, v;
 	int rc;
@@ -916,24 +917,9 @@ static void cmd_rx_withhold(struct cli *c, int argc, char **argv, char *rest)
 		return;
 	if (!parse_uint(argv[2], 1, &v))
 		return err(c, "value must be 0 or 1");
-	rc = sim_port_rx_withhold(c->sim, nr, v);
-	if (rc)
-		return err_rc(c, rc);
-	ok(c, NULL);
-}
-
-static void cmd_tx_withhold_kick(struct cli *c, int argc, char **argv,
-				 char *rest)
-{
-	unsigned nr, v;
-	int rc;
-
-	(void)argc, (void)rest;
-	if (!port_arg(c, argv[1], &nr))
-		return;
-	if (!parse_uint(argv[2], 1, &v))
-		return err(c, "value must be 0 or 1");
-	rc = sim_port_tx_withhold_kick(c->sim, nr, v);
+	rc = strcmp(argv[0], "rx-withhold") == 0
+		     ? sim_port_rx_withhold(c->sim, nr, v)
+		     : sim_port_tx_withhold_kick(c->sim, nr, v);
 	if (rc)
 		return err_rc(c, rc);
 	ok(c, NULL);
@@ -1526,9 +1512,9 @@ static const struct cmd commands[] = {
 	 "exactly N bytes -> ok HEX | err timeout PARTIALHEX"},
 	{"read-file", 3, 4, cmd_read_file, "read-file NR PATH N [ms]",
 	 "append exactly N received bytes to PATH -> ok N | err timeout GOT"},
-	{"rx-withhold", 2, 2, cmd_rx_withhold, "rx-withhold NR 0|1",
+	{"rx-withhold", 2, 2, cmd_withhold, "rx-withhold NR 0|1",
 	 "1: stop re-posting RX buffers; 0: re-post them"},
-	{"tx-withhold-kick", 2, 2, cmd_tx_withhold_kick,
+	{"tx-withhold-kick", 2, 2, cmd_withhold,
 	 "tx-withhold-kick NR 0|1",
 	 "1: publish TX chains without kicking; 0: kick for them now"},
 	{"tx-scribble", 2, 2, cmd_tx_scribble, "tx-scribble NR BYTE",

@@ -13,9 +13,10 @@ import threading
 import time
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from test_guest import GuestTest  # noqa: E402
+from vpharness import read_to_eof  # noqa: E402
 from test_scenarios import ScenarioTest, describe_lines, lines, settle  # noqa: E402
 
 SOAK_BOOTS = int(os.environ.get("VPORTFS_SOAK_BOOTS", "5"))
@@ -94,13 +95,7 @@ poweroff -f
             g.finish(60)  # uml-run: the command never finished (125)
         except subprocess.TimeoutExpired:
             self.fail("guest did not power off" + self.diag(g))
-        got = b""
-        while True:
-            b = os.read(fd, 100)
-            if not b:
-                break
-            got += b
-        self.assertEqual(got, b"reply\n", self.diag(g, "data"))
+        self.assertEqual(read_to_eof(fd), b"reply\n", self.diag(g, "data"))
 
 
 class SessionTails(ScenarioTest):
@@ -131,15 +126,10 @@ flag done
             fd = os.open(self.d.path("data"), os.O_RDONLY)
             try:
                 g.flag("go%d" % i)
-                got = bytearray()
-                while True:
-                    b = os.read(fd, 1 << 20)
-                    if not b:
-                        break
-                    got += b
+                got = read_to_eof(fd)
             finally:
                 os.close(fd)
-            if bytes(got) != want:
+            if got != want:
                 short.append((i, len(got)))
         g.await_flag("done")
         self.assertGuestOk(g)

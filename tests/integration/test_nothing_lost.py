@@ -17,8 +17,8 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from vpharness import (Blocked, poll_events, read_exact, readable,  # noqa: E402
-                       wait_until)
+from vpharness import (Blocked, poll_events, read_exact,  # noqa: E402
+                       read_to_eof, readable, wait_until)
 from test_console import drain  # noqa: E402
 from test_restart import RestartTest  # noqa: E402
 
@@ -149,14 +149,9 @@ class CloseAfterData(RestartTest):
         self.sim.tx_withhold_kick(self.nr, True)
         self.assertEqual(self.sim.write_all(self.nr, data), len(data))
         self.guest("close %d" % self.nr)  # seen before any data kick
-        got = bytearray()
-        while True:
-            b = os.read(fd, 1 << 20)
-            if not b:
-                break
-            got += b
+        got = read_to_eof(fd)
         self.assertEqual(len(got), len(data))
-        self.assertTrue(bytes(got) == data)
+        self.assertTrue(got == data)
         self.assertEqual(xattr(self.d.path("data"), "dropped_bytes"), b"0")
 
 

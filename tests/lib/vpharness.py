@@ -221,3 +221,13 @@ def read_exact(fd, n, timeout=5.0):
             raise AssertionError("EOF after %r, wanted %d bytes" % (buf, n))
         buf += chunk
     return buf
+
+
+def read_to_eof(fd, chunk=1 << 20):
+    """Everything a blocking fd gives until EOF."""
+    out = bytearray()
+    while True:
+        b = os.read(fd, chunk)
+        if not b:
+            return bytes(out)
+        out += b
