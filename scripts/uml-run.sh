@@ -359,28 +359,57 @@ uml_args=(
 # stdin /dev/null: UML must never read the caller's terminal.
 # LD_PRELOAD: the XSTATE helper (see --help); helpers UML execs inherit it
 # and are untouched by it.
-(
-	cd "$workdir"
-	ulimit -c 0
-	LD_PRELOAD=$preload${LD_PRELOAD:+:$LD_PRELOAD} TMPDIR=$workdir \
-		exec setsid "$kernel" "${uml_args[@]}"
-) </dev/null >"$console_log" 2>&1 &
-uml_pid=$!
+# LIBC_FATAL_STDERR_: glibc's fatal messages (a failed malloc check before
+# an abort) go to stderr, the console log, instead of a tty UML lacks.
+# $1: ">" for the first boot, ">>" to append to the console log.
+start_uml() {
+	local redirect=$1
+	(
+		cd "$workdir"
+		ulimit -c 0
+		# shellcheck disable=SC2016 # expanded by eval below
+		eval 'exec '"$redirect"'"$console_log" 2>&1'
+		LD_PRELOAD=$preload${LD_PRELOAD:+:$LD_PRELOAD} TMPDIR=$workdir \
+			LIBC_FATAL_STDERR_=1 exec setsid "$kernel" "${uml_args[@]}"
+	) </dev/null &
+	uml_pid=$!
+	start_guard "$uml_pid" "$watchdog_pid"
+}
+
+# Did UML die in the host-side part of a reboot the guest asked for (its
+# console ends with the kernel's "reboot: Restarting system")?  UML 6.1
+# re-executes itself there, and about once in 80 reboots it is killed by
+# SIGABRT instead (seen here, with and without the XSTATE helper).
+died_rebooting() {
+	[ "$uml_status" -gt 128 ] && [ ! -e "$workdir/status" ] &&
+		[ "$(grep -a -v '^ *$' -- "$console_log" | tail -n 1)" = "reboot: Restarting system" ]
+}
+
 sleep "$timeout" >/dev/null 2>&1 &
 watchdog_pid=$!
-start_guard "$uml_pid" "$watchdog_pid"
-
-# (stderr: bash's own "Aborted" notice when a guest panic aborts UML.)
-# The status is UML's when it ended first: said with the console tail.
-uml_status=0
-wait -n "$uml_pid" "$watchdog_pid" 2>/dev/null || uml_status=$?
-
-timed_out=0
-if kill -0 "$uml_pid" 2>/dev/null; then
-	timed_out=1
-fi
-# UML's main process is gone; helpers it left get the same treatment.
-kill_uml
+start_uml ">"
+reboot_redos=0
+while :; do
+	# (stderr: bash's own "Aborted" notice when a panic aborts UML.)
+	# The status is UML's when it ended first: said with the console tail.
+	uml_status=0
+	wait -n "$uml_pid" "$watchdog_pid" 2>/dev/null || uml_status=$?
+	timed_out=0
+	if kill -0 "$uml_pid" 2>/dev/null; then
+		timed_out=1
+	fi
+	# UML's main process is gone; helpers it left get the same treatment.
+	kill_uml
+	# Do the reboot UML botched: what it would have done next is exec
+	# itself with the same arguments, in the same work dir.
+	if [ "$timed_out" = 0 ] && [ "$reboot_redos" -lt 10 ] && died_rebooting; then
+		reboot_redos=$((reboot_redos + 1))
+		echo "uml-run: UML killed by signal $((uml_status - 128)) while rebooting; starting it again" >>"$console_log"
+		start_uml ">>"
+		continue
+	fi
+	break
+done
 kill "$watchdog_pid" 2>/dev/null || true
 wait "$watchdog_pid" 2>/dev/null || true
 watchdog_pid=

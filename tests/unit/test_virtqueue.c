@@ -269,6 +269,43 @@ static void test_pop_simple_readable_chain(void **state)
 	assert_int_equal(f->used->idx, 0);
 }
 
+/* A chain given back with vq_unpop is popped again, whole; nothing went to
+ * the used ring and nothing is in flight meanwhile. */
+static void test_unpop_gives_the_chain_back_for_the_next_pop(void **state)
+{
+	struct fx *f = *state;
+	struct vq_elem *e;
+	uint16_t mark;
+
+	set_desc(f, 2, DATA_A, 100, 0, 0);
+	make_avail(f, 2);
+	mark = vq_avail_mark(&f->vq);
+	assert_false(vq_popped_past(&f->vq, mark));
+	assert_int_equal(vq_pop(&f->vq, &f->mem, &e), 1);
+	assert_true(vq_popped_past(&f->vq, mark));
+	free(e);
+	vq_unpop(&f->vq);
+	assert_int_equal(f->vq.last_avail, 0);
+	assert_int_equal(f->vq.inflight, 0);
+	assert_false(vq_popped_past(&f->vq, mark));
+	assert_true(vq_has_avail(&f->vq));
+	assert_int_equal(vq_pop(&f->vq, &f->mem, &e), 1);
+	assert_int_equal(e->head, 2);
+	assert_int_equal(e->out_len, 100);
+	free(e);
+	assert_int_equal(f->used->idx, 0);
+}
+
+/* A mark the guest moved back behind (it took its buffers back) counts as
+ * passed: nothing it named is left to pop. */
+static void test_popped_past_a_mark_the_guest_rewound(void **state)
+{
+	struct fx *f = *state;
+
+	assert_true(vq_popped_past(&f->vq, vq_avail_mark(&f->vq)));
+	assert_true(vq_popped_past(&f->vq, (uint16_t)(f->vq.last_avail - 1)));
+}
+
 static void test_pop_readable_then_writable_chain(void **state)
 {
 	struct fx *f = *state;
@@ -1042,6 +1079,8 @@ int main(void)
 		T(test_setup_rejects_rings_outside_memory),
 		T(test_pop_empty_ring_returns_0),
 		T(test_pop_simple_readable_chain),
+		T(test_unpop_gives_the_chain_back_for_the_next_pop),
+		T(test_popped_past_a_mark_the_guest_rewound),
 		T(test_pop_readable_then_writable_chain),
 		T(test_pop_buffer_crossing_contiguous_regions_splits_in_two_iovecs),
 		T(test_pop_chain_using_every_descriptor_is_accepted),
