@@ -69,11 +69,17 @@ struct ux {
 	/* Testing only, 0 = off: behave as a UML whose buffer is this many
 	 * bytes (at least 512), whatever it really passes. */
 	size_t emulate_len;
+	/* CPUID leaf 0xD sub-leaf 0 ECX: the largest XSAVE area the CPU's
+	 * features can need, bytes; 0 if unknown.  UX_MODE_AUTO passes every
+	 * call through, without asking the kernel, when UML's buffer holds
+	 * it. */
+	size_t cpu_len;
 	ux_ptrace_fn ptrace;
 	void *ctx;
 
 	/* Learnt on the first XSTATE call. */
-	size_t host_len; /* the host's user XSAVE area, bytes */
+	size_t host_len; /* the host's user XSAVE area, bytes; 0 if the
+			    kernel was not asked (see cpu_len) */
 	size_t uml_len;	 /* UML's buffer as passed (after emulate_len) */
 	enum ux_action action;
 

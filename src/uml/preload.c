@@ -18,6 +18,7 @@
  * stacks: nothing here allocates on the stack beyond a line of text, and
  * the scratch area is mapped, not malloc'd.
  */
+#include <cpuid.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -83,10 +84,30 @@ static void report(void)
 		    ux.uml_len, ux.emulate_len ? " (emulated)" : "");
 		return;
 	}
+	if (!ux.host_len) {
+		say("uml-xstate: host XSAVE area at most %zu bytes (CPUID), "
+		    "UML buffer %zu bytes%s: %s (mode %s)\n",
+		    ux.cpu_len, ux.uml_len, ux.emulate_len ? " (emulated)" : "",
+		    ux_action_name(ux.action), ux_mode_name(ux.mode));
+		return;
+	}
 	say("uml-xstate: host XSAVE area %zu bytes, UML buffer %zu bytes%s: "
 	    "%s (mode %s)\n",
 	    ux.host_len, ux.uml_len, ux.emulate_len ? " (emulated)" : "",
 	    ux_action_name(ux.action), ux_mode_name(ux.mode));
+}
+
+/* CPUID leaf 0xD sub-leaf 0, ECX: the XSAVE area all the CPU's features
+ * would need; 0 without XSAVE. */
+static size_t cpu_xsave_max(void)
+{
+	unsigned a, b, c, d;
+
+	if (__get_cpuid_max(0, NULL) < 0xd)
+		return 0;
+	__cpuid_count(0xd, 0, a, b, c, d);
+	(void)a, (void)b, (void)d;
+	return c;
 }
 
 __attribute__((constructor)) static void uml_xstate_init(void)
@@ -101,6 +122,7 @@ __attribute__((constructor)) static void uml_xstate_init(void)
 	}
 	ux.ptrace = raw_ptrace;
 	ux.mode = UX_MODE_AUTO;
+	ux.cpu_len = cpu_xsave_max();
 	if (mode && *mode && ux_mode_parse(mode, &ux.mode) < 0) {
 		say("uml-xstate: UML_XSTATE=%s: want auto, overlay, fxsave or "
 		    "off\n",

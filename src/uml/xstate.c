@@ -3,7 +3,9 @@
  * why.  The one design choice: never guess the host's size from CPUID (the
  * kernel's user area can differ from what CPUID reports for XCR0); ask the
  * kernel, by reading a tracee's area into a buffer larger than any CPU's
- * and keeping the length it returns.
+ * and keeping the length it returns.  CPUID only says when no question is
+ * needed: if UML's buffer holds the largest area the CPU's features can
+ * need, every call passes through and the helper does nothing at all.
  */
 #include <errno.h>
 #include <string.h>
@@ -178,6 +180,13 @@ int ux_regset(struct ux *ux, long request, pid_t pid, struct iovec *iov)
 		break;
 	}
 
+	ux->uml_len = uml_len;
+	/* Where the CPU says no feature set can need more than UML's buffer,
+	 * nothing is needed, not even a probe: every call is UML's own. */
+	if (ux->mode == UX_MODE_AUTO && ux->cpu_len && uml_len >= ux->cpu_len) {
+		ux->action = UX_ACTION_PASSTHROUGH;
+		return passthrough(ux, request, pid, iov, uml_len);
+	}
 	if (ux->host_len == 0 && !ux->scratch_busy) {
 		ux->scratch_busy = true;
 		r = probe(ux, pid);
@@ -187,7 +196,6 @@ int ux_regset(struct ux *ux, long request, pid_t pid, struct iovec *iov)
 	}
 	if (ux->host_len == 0)
 		return -EAGAIN; /* only while a probe is interrupted */
-	ux->uml_len = uml_len;
 
 	if (ux->mode == UX_MODE_AUTO && uml_len >= ux->host_len) {
 		ux->action = UX_ACTION_PASSTHROUGH;

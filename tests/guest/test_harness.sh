@@ -191,9 +191,9 @@ fi
 # 11. Every boot runs with the XSTATE helper, which says what it found.
 result xstate --console-log "$scratch/xstate.log" -- 'echo booted'
 line=$(grep -a -o -m1 'uml-xstate: .*' "$scratch/xstate.log" || true)
-re='^uml-xstate: host XSAVE area ([0-9]+) bytes, UML buffer ([0-9]+) bytes: (passthrough|overlay) \(mode auto\)$'
+re='^uml-xstate: host XSAVE area (at most )?([0-9]+) bytes( \(CPUID\))?, UML buffer ([0-9]+) bytes: (passthrough|overlay) \(mode auto\)$'
 if [ "$rc" = 0 ] && [ "$out" = booted ] && [[ $line =~ $re ]]; then
-	host_area=${BASH_REMATCH[1]} uml_buf=${BASH_REMATCH[2]} action=${BASH_REMATCH[3]}
+	host_area=${BASH_REMATCH[2]} uml_buf=${BASH_REMATCH[4]} action=${BASH_REMATCH[5]}
 	if { [ "$uml_buf" -ge "$host_area" ] && [ "$action" = passthrough ]; } ||
 		{ [ "$uml_buf" -lt "$host_area" ] && [ "$action" = overlay ]; }; then
 		ok "helper applied: host XSAVE area $host_area bytes, UML's buffer $uml_buf bytes: $action"

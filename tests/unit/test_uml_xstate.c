@@ -146,6 +146,35 @@ static void test_large_buffer_passes_through(void **state)
 	assert_int_equal(f->k.sets, 1);
 }
 
+/* Where CPUID says no area can exceed UML's buffer, the helper does not
+ * even ask the kernel: one call of UML's own per call. */
+static void test_cpuid_bound_skips_the_probe(void **state)
+{
+	struct fx *f = *state;
+
+	f->k.area_len = 2432;
+	f->ux.cpu_len = 2432;
+	assert_int_equal(call(f, PTRACE_GETREGSET, 2696), 0);
+	assert_int_equal(f->ux.action, UX_ACTION_PASSTHROUGH);
+	assert_int_equal(f->ux.host_len, 0);
+	assert_int_equal(f->k.gets, 1);
+	assert_null(f->ux.scratch);
+	assert_int_equal(call(f, PTRACE_SETREGSET, 2696), 0);
+	assert_int_equal(f->k.sets, 1);
+}
+
+/* A CPUID bound above UML's buffer (AMX) leads to the kernel's answer. */
+static void test_cpuid_bound_above_buffer_probes(void **state)
+{
+	struct fx *f = *state;
+
+	f->k.area_len = 11008;
+	f->ux.cpu_len = 11008;
+	assert_int_equal(call(f, PTRACE_SETREGSET, 2696), 0);
+	assert_int_equal(f->ux.host_len, 11008);
+	assert_int_equal(f->ux.action, UX_ACTION_OVERLAY);
+}
+
 /* Overlay forced where it is not needed: still exact. */
 static void test_overlay_mode_on_large_buffer(void **state)
 {
@@ -223,6 +252,10 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_large_buffer_passes_through, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_cpuid_bound_skips_the_probe, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_cpuid_bound_above_buffer_probes, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_overlay_mode_on_large_buffer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_emulated_small_buffer,
