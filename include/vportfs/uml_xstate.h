@@ -64,6 +64,8 @@ enum ux_action {
 	UX_ACTION_HIDDEN,      /* UX_MODE_FXSAVE: XSTATE refused */
 };
 
+/* The body is public, unlike other modules' (STYLE rule 1): the preload
+ * owns one in static storage, and the unit tests fill in a fake kernel. */
 struct ux {
 	enum ux_mode mode;
 	/* Testing only, 0 = off: behave as a UML whose buffer is this many

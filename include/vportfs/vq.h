@@ -106,8 +106,9 @@ int vq_pop(struct vq *vq, const struct vq_mem *mem, struct vq_elem **out);
 void vq_unpop(struct vq *vq);
 
 /* The guest's avail index as it stands: a mark for "every chain posted so
- * far".  vq_popped_past(vq, mark) says whether all of them were popped (or
- * taken back by the guest, which moves its index backwards). */
+ * far".  vq_popped_past(vq, mark) says whether all of them are gone: popped,
+ * or taken back by the guest (which moves its index back, here or behind
+ * us, so that nothing is left to pop). */
 uint16_t vq_avail_mark(struct vq *vq);
 bool vq_popped_past(const struct vq *vq, uint16_t mark);
 

@@ -48,6 +48,9 @@ struct vu;
 #define VSER_NAME_MAX 255
 #define VSER_CONSOLE_RING_DEFAULT (1u << 20)
 #define VSER_PORT_RING_DEFAULT (1u << 20)
+/* A serial port's ring must hold any guest buffer whole (Linux's are up to
+ * 32 KiB): a chain larger than the ring loses its tail. */
+#define VSER_PORT_RING_MIN (64u << 10)
 #define VSER_OUT_BUF_DEFAULT (256u << 10)
 
 struct vser_config {
@@ -104,14 +107,16 @@ struct vser_port_config {
 	int nr;           /* < 0: the lowest free number */
 	const char *name; /* may be empty */
 	bool console;
-	size_t ring_size; /* ring bytes; 0: the device's default for the kind */
+	size_t ring_size; /* ring bytes; 0: the device's default for the kind;
+			     serial ports: at least VSER_PORT_RING_MIN */
 };
 
 /*
  * Add a port.  nr < 0 picks the lowest free number (never 0, which stays
  * for a console port, unless this is a console port and 0 is free).
- * 0 or -EINVAL (bad nr/name), -EEXIST (nr or name taken), -ENOSPC (no free
- * number), -ENOMEM.  A port added after the driver is ready is hot-plugged.
+ * 0 or -EINVAL (bad nr, name or ring_size), -EEXIST (nr or name taken),
+ * -ENOSPC (no free number), -ENOMEM.  A port added after the driver is
+ * ready is hot-plugged.
  */
 int vser_port_add(struct vser *dev, const struct vser_port_config *pc,
 		  struct vser_port **out);
@@ -128,6 +133,8 @@ struct vser_port *vser_port_by_nr(struct vser *dev, unsigned nr);
 struct vser_port *vser_port_next(struct vser *dev, unsigned nr);
 bool vser_driver_ready(const struct vser *dev);
 bool vser_frontend_connected(const struct vser *dev);
+/* Guest output discarded because its TX queue had no port. */
+uint64_t vser_orphan_bytes(const struct vser *dev);
 uint64_t vser_features(const struct vser *dev); /* negotiated */
 
 unsigned vser_port_nr(const struct vser_port *port);
@@ -209,9 +216,6 @@ void vser_reader_seen(struct vser_reader *r);
 ssize_t vser_port_write(struct vser_port *port, const void *buf, size_t len);
 /* Would a write of at least one byte be accepted now? */
 bool vser_port_writable(const struct vser_port *port);
-/* Guest output discarded because its TX queue had no port. */
-uint64_t vser_orphan_bytes(const struct vser *dev);
-
 /* Bytes accepted by vser_port_write not yet in guest buffers (they wait
  * for the guest's next open unless out_per_session). */
 size_t vser_port_write_pending(const struct vser_port *port);

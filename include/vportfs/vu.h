@@ -40,8 +40,9 @@ struct vu_device_ops {
 	 * Optional: NULL for a device that keeps no popped element. */
 	void (*queue_stop)(void *opaque, unsigned q, bool keep);
 	/* The frontend is going (EOF, protocol error, RESET_OWNER): queues
-	 * and memory are still mapped, for a last look; nothing may be
-	 * pushed or notified.  Optional. */
+	 * and memory are still mapped, for a last look.  The device may pop
+	 * (vq_pop pushes malformed chains back itself); what it pops need
+	 * not be returned, and nothing is notified.  Optional. */
 	void (*disconnecting)(void *opaque);
 	/* A frontend connected / went away (the VM started / died). */
 	void (*connected)(void *opaque);

@@ -180,6 +180,11 @@ int vp_opts_parse_port(const char *spec, struct vp_port_spec *out, char *err,
 		return fail(err, errlen, "--port: item too long");
 	if (!have_name && !out->console)
 		return fail(err, errlen, "--port: needs name=NAME");
+	if (!out->console && out->ring_size &&
+	    out->ring_size < VSER_PORT_RING_MIN)
+		return fail(err, errlen,
+			    "--port: ring-size of a serial port must be at "
+			    "least 64K (one guest buffer, up to 32K, must fit)");
 	return 0;
 }
 

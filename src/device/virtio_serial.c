@@ -377,8 +377,10 @@ static void guest_open_apply(struct vser_port *port, bool open)
 	port_schedule(port);
 }
 
-/* Apply the guest's opens and closes whose data has all been popped; with
- * `force`, the oldest one in any case. */
+/* Apply the guest's opens and closes in order, each once the chains posted
+ * before it have all been popped; with `force`, the oldest one in any case.
+ * An open needs no mark: the guest cannot write between its close and its
+ * next open, so what follows an open is the new session's. */
 static void guest_events_apply(struct vser_port *port, bool force)
 {
 	struct vq *vq = started_queue(port->dev, vser_port_txq(port->nr));
@@ -386,7 +388,7 @@ static void guest_events_apply(struct vser_port *port, bool force)
 	while (port->ngev) {
 		struct guest_event g = port->gev[0];
 
-		if (vq && !force && !vq_popped_past(vq, g.mark))
+		if (vq && !force && !g.open && !vq_popped_past(vq, g.mark))
 			break;
 		port->ngev--;
 		memmove(port->gev, port->gev + 1,
@@ -408,11 +410,12 @@ static void handle_guest_open(struct vser_port *port, uint16_t value)
 		.mark = vq ? vq_avail_mark(vq) : 0,
 		.open = value != 0,
 	};
-	/* What the guest wrote before this is usually already posted: take
-	 * it now, so that the event applies at once. */
-	if (port_pull_tx(port))
-		port->state_changed = true;
 	guest_events_apply(port, false);
+	/* A close waits for what the guest wrote before it, usually already
+	 * posted: take it now (port_pull_tx applies the close at its place
+	 * in the stream). */
+	if (port->ngev && port_pull_tx(port))
+		port->state_changed = true;
 	if (port->ngev)
 		port_schedule(port);
 }
@@ -661,7 +664,14 @@ static bool port_pull_tx(struct vser_port *port)
 	before = vq->used_idx;
 	budget = vq->num; /* a ring's worth per turn; the rest comes next */
 	do {
-		while (budget && (rc = vq_pop(vq, vu_mem(dev->vu), &e)) > 0) {
+		while (budget) {
+			/* A guest open or close takes effect exactly between
+			 * the chains posted before it and those after. */
+			if (port->ngev)
+				guest_events_apply(port, false);
+			rc = vq_pop(vq, vu_mem(dev->vu), &e);
+			if (rc <= 0)
+				break;
 			budget--;
 			if (wrong_direction(e, true)) {
 				/* returned unused below */
@@ -751,10 +761,10 @@ struct vser_reader *vser_reader_new(struct vser_port *port,
 	r->port = port;
 	r->limit = UINT64_MAX;
 	r->pos = port->stream_end;
-	if (backlog == VSER_BACKLOG_SESSION)
-		from = port->guest_connected && port->session_start > from
-			       ? port->session_start
-			       : port->stream_end;
+	if (backlog == VSER_BACKLOG_SESSION && !port->guest_connected)
+		from = port->stream_end;
+	else if (backlog == VSER_BACKLOG_SESSION && port->session_start > from)
+		from = port->session_start;
 	/* A generic port's unread output goes to its first reader; a hung-up
 	 * session's readers (-o session) do not count. */
 	if (backlog == VSER_BACKLOG_SESSION ||
@@ -780,6 +790,10 @@ void vser_reader_free(struct vser_reader *r)
 	TAILQ_REMOVE(&port->readers, r, link);
 	port->nreaders--;
 	release_read(port);
+	/* A guest close waiting behind a full ring nobody will read now
+	 * applies at once (port_service). */
+	if (port->nreaders == 0 && port->ngev && port->tx_stalled)
+		port_schedule(port);
 	free(r);
 }
 
@@ -1057,7 +1071,8 @@ int vser_port_add(struct vser *dev, const struct vser_port_config *pc,
 	struct vser_port *port;
 	int nr = pc->nr;
 
-	if (strlen(name) > VSER_NAME_MAX || nr >= (int)dev->cfg.max_ports)
+	if (strlen(name) > VSER_NAME_MAX || nr >= (int)dev->cfg.max_ports ||
+	    (!pc->console && ring < VSER_PORT_RING_MIN))
 		return -EINVAL;
 	/* A guest that reads no control messages must not miss a PORT_ADD
 	 * (or later PORT_REMOVE): refuse the hot-plug instead. */
@@ -1252,25 +1267,32 @@ static void dev_reset(struct vser *dev)
 	dev->features = 0;
 }
 
-/* The VM is going.  What it had posted on a generic port's TX queue and
- * we had not taken (the port's ring was full) dies with it: its write()
- * had returned, so count it as dropped.  Only descriptors are read; the
- * chains are not returned, the rings go away next. */
+/* The VM is going; its rings are still mapped.  What it posted and we had
+ * not taken yet (a kick not handled, or a generic port's ring full) is
+ * taken now, in order, as far as the ring has room: the guest's write()
+ * had returned for it.  The rest dies with the VM and is counted.  The
+ * chains are not returned: the rings go away next. */
 static void dev_disconnecting(void *opaque)
 {
 	struct vser *dev = opaque;
 
 	for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++) {
 		struct vser_port *port = dev->ports[nr];
-		struct vq *vq = port && !port->console
-					? started_queue(dev, vser_port_txq(nr))
-					: NULL;
+		struct vq *vq = port ? started_queue(dev, vser_port_txq(nr))
+				     : NULL;
 		unsigned budget = vq ? vq->num : 0;
+		bool full = false;
 		struct vq_elem *e;
 
 		while (budget-- && vq_pop(vq, vu_mem(dev->vu), &e) > 0) {
-			if (!wrong_direction(e, true))
+			if (wrong_direction(e, true))
+				; /* nothing of the guest's */
+			else if (port->console)
+				console_take(port, e);
+			else if (full || !generic_take(port, e)) {
+				full = true;
 				port->st.dropped_bytes += e->out_len;
+			}
 			free(e);
 		}
 	}

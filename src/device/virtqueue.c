@@ -322,7 +322,14 @@ uint16_t vq_avail_mark(struct vq *vq)
 bool vq_popped_past(const struct vq *vq, uint16_t mark)
 {
 	uint16_t pending = (uint16_t)(mark - vq->last_avail);
+	uint16_t avail;
 
+	if (pending == 0 || pending > vq->num)
+		return true;
+	/* Nothing left to pop: the guest took back what the mark named. */
+	avail = vq->num ? __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE)
+			: vq->last_avail;
+	pending = (uint16_t)(avail - vq->last_avail);
 	return pending == 0 || pending > vq->num;
 }
 

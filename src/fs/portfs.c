@@ -433,8 +433,8 @@ static bool try_write(struct pfs *fs, struct pfs_file *f, fuse_req_t req,
 }
 
 /* Done when our buffer is empty (EIO if bytes were thrown away since this
- * fd's last fsync or its open: the -o session they belonged to ended), or
- * nothing can drain it any more. */
+ * fd's last fsync or its open: the -o session they belonged to ended), or,
+ * in session mode, once that session is over. */
 static bool try_fsync(struct pfs *fs, struct pfs_file *f, fuse_req_t req,
 		      uint64_t discards)
 {
@@ -445,7 +445,10 @@ static bool try_fsync(struct pfs *fs, struct pfs_file *f, fuse_req_t req,
 		return true;
 	}
 	p = f->pp->port;
-	if (vser_port_write_pending(p) && file_live(fs, f))
+	/* Default mode: undelivered bytes wait for the guest's next open,
+	 * and so does fsync; -o session: only while the session lives. */
+	if (vser_port_write_pending(p) &&
+	    (file_live(fs, f) || !session_mode(fs)))
 		return false;
 	if (vser_port_write_discards(p) != discards || vser_port_write_pending(p))
 		fuse_reply_err(req, EIO);

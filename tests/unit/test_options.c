@@ -385,6 +385,24 @@ static void test_port_without_name(void **state)
 		     "/mnt", NULL);
 }
 
+/* A serial port's ring must hold a whole guest buffer (Linux: 32 KiB);
+ * a console's may be small, it drops its oldest bytes anyway. */
+static void test_port_serial_ring_below_64k_is_refused(void **state)
+{
+	struct fx *f = *state;
+	struct vp_port_spec p;
+
+	expect_error(*state, "ring-size", "--socket", "s", "--port",
+		     "name=a,ring-size=4K", "/mnt", NULL);
+	assert_int_equal(vp_opts_parse_port("name=a,ring-size=64K", &p, f->err,
+					    sizeof(f->err)),
+			 0);
+	assert_int_equal(p.ring_size, 64 << 10);
+	assert_int_equal(vp_opts_parse_port("name=c,console=on,ring-size=4K",
+					    &p, f->err, sizeof(f->err)),
+			 0);
+}
+
 static void test_port_unknown_key(void **state)
 {
 	expect_error(*state, "colour", "--socket", "s", "--port",
@@ -501,6 +519,7 @@ int main(void)
 		T(test_bad_fd),
 		T(test_max_ports_0_128_and_abc),
 		T(test_port_without_name),
+		T(test_port_serial_ring_below_64k_is_refused),
 		T(test_port_unknown_key),
 		T(test_port_key_without_value),
 		T(test_port_bad_console_value),
