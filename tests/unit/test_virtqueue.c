@@ -306,6 +306,21 @@ static void test_popped_past_a_mark_the_guest_rewound(void **state)
 	assert_true(vq_popped_past(&f->vq, (uint16_t)(f->vq.last_avail - 1)));
 }
 
+/* The guest takes back a chain the mark named (port unplug, reset): it
+ * rewinds its avail index to ours, and the mark counts as passed. */
+static void test_popped_past_a_mark_whose_chain_was_taken_back(void **state)
+{
+	struct fx *f = *state;
+	uint16_t mark;
+
+	set_desc(f, 2, DATA_A, 100, 0, 0);
+	make_avail(f, 2);
+	mark = vq_avail_mark(&f->vq);
+	assert_false(vq_popped_past(&f->vq, mark));
+	f->avail->idx = f->vq.last_avail;
+	assert_true(vq_popped_past(&f->vq, mark));
+}
+
 static void test_pop_readable_then_writable_chain(void **state)
 {
 	struct fx *f = *state;
@@ -1081,6 +1096,7 @@ int main(void)
 		T(test_pop_simple_readable_chain),
 		T(test_unpop_gives_the_chain_back_for_the_next_pop),
 		T(test_popped_past_a_mark_the_guest_rewound),
+		T(test_popped_past_a_mark_whose_chain_was_taken_back),
 		T(test_pop_readable_then_writable_chain),
 		T(test_pop_buffer_crossing_contiguous_regions_splits_in_two_iovecs),
 		T(test_pop_chain_using_every_descriptor_is_accepted),
