@@ -120,14 +120,14 @@ Try, in another terminal (the guest keeps running until you press Ctrl-C here):
     ls -l $mnt
     cat $mnt/data                                   # guest uptime, every second
     cat $mnt/console0                               # the guest's hvc0 console
-    exec 3<>$mnt/org.qemu.guest_agent.0; echo ping >&3; head -n1 <&3; exec 3>&-
+    exec 3<>$mnt/org.qemu.guest_agent.0; echo ping >&3; read -r r <&3; echo "\$r"; exec 3>&-
     dd if=$mnt/data bs=1 count=20 iflag=nonblock    # EAGAIN when nothing waits
     cat $mnt/.events                                # JSON line per event
     touch $mnt/extra; ls $mnt; rm $mnt/extra        # hot-plug a port
     getfattr -d -m user.vport $mnt/data             # port state, counters
     setfattr -n user.vport.winsize -v 100x40 $mnt/console0
 TRY
-echo "demo: running; Ctrl-C to stop"
+echo "demo: running; Ctrl-C (or kill -TERM $$) to stop"
 while kill -0 "$guest_pid" 2>/dev/null; do
 	sleep 1
 done

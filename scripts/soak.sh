@@ -3,7 +3,8 @@
 # N times (default 100), each boot writing "pong N" to a port and rebooting
 # at once; every message must arrive byte for byte (no bytes of freed guest
 # memory, none lost).  Too long for CI, which runs the same test with 5
-# boots (tests/guest/test_nothing_lost_guest.py).  About 4 s per boot.
+# boots (tests/guest/test_nothing_lost_guest.py).  About 4.5 s per boot on
+# an idle machine; run it on one.
 #
 #   scripts/soak.sh [BOOTS]
 set -euo pipefail

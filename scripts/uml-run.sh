@@ -143,12 +143,16 @@ fi
 
 # The XSTATE helper (see --help): found in the build dir, or built there.
 repo=$(cd "$script_dir/.." && pwd)
+# XSAVE is x86's: elsewhere there is nothing to fix and no helper.
 preload=${UML_XSTATE_PRELOAD:-}
-if [ -z "$preload" ]; then
+if [ -z "$preload" ] && [ "$(uname -m)" = x86_64 ]; then
 	build=${VPORTFS_BUILD:-$repo/build}
 	preload=$build/uml-xstate.so
-	if [ ! -f "$preload" ] || [ "$preload" -ot "$repo/src/uml/xstate.c" ] ||
-		[ "$preload" -ot "$repo/src/uml/preload.c" ]; then
+	stale=0
+	for src in "$repo"/src/uml/*.c "$repo/include/vportfs/uml_xstate.h"; do
+		[ "$preload" -nt "$src" ] || stale=1
+	done
+	if [ "$stale" = 1 ]; then
 		{
 			[ -f "$build/CMakeCache.txt" ] ||
 				cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -157,7 +161,8 @@ if [ -z "$preload" ]; then
 			die_usage "cannot build $preload (cmake --build $build --target uml-xstate)"
 	fi
 fi
-[ -f "$preload" ] || die_usage "UML_XSTATE_PRELOAD: no such file: $preload"
+[ -z "$preload" ] || [ -f "$preload" ] ||
+	die_usage "UML_XSTATE_PRELOAD: no such file: $preload"
 
 # Paths that go on the kernel command line: it splits on blanks, and
 # virtio_uml cuts the socket path at the first ':'.
@@ -369,8 +374,9 @@ start_uml() {
 		ulimit -c 0
 		# shellcheck disable=SC2016 # expanded by eval below
 		eval 'exec '"$redirect"'"$console_log" 2>&1'
-		LD_PRELOAD=$preload${LD_PRELOAD:+:$LD_PRELOAD} TMPDIR=$workdir \
-			LIBC_FATAL_STDERR_=1 exec setsid "$kernel" "${uml_args[@]}"
+		[ -z "$preload" ] || export LD_PRELOAD=$preload${LD_PRELOAD:+:$LD_PRELOAD}
+		TMPDIR=$workdir LIBC_FATAL_STDERR_=1 \
+			exec setsid "$kernel" "${uml_args[@]}"
 	) </dev/null &
 	uml_pid=$!
 	start_guard "$uml_pid" "$watchdog_pid"
@@ -378,8 +384,8 @@ start_uml() {
 
 # Did UML die in the host-side part of a reboot the guest asked for (its
 # console ends with the kernel's "reboot: Restarting system")?  UML 6.1
-# re-executes itself there, and about once in 80 reboots it is killed by
-# SIGABRT instead (seen here, with and without the XSTATE helper).
+# re-executes itself there, and was seen here killed by SIGABRT instead,
+# about once in 80 reboots (see docs/uml-xstate.md).
 died_rebooting() {
 	[ "$uml_status" -gt 128 ] && [ ! -e "$workdir/status" ] &&
 		[ "$(grep -a -v '^ *$' -- "$console_log" | tail -n 1)" = "reboot: Restarting system" ]
