@@ -410,7 +410,8 @@ while :; do
 	# itself with the same arguments, in the same work dir.
 	if [ "$timed_out" = 0 ] && [ "$reboot_redos" -lt 10 ] && died_rebooting; then
 		reboot_redos=$((reboot_redos + 1))
-		echo "uml-run: UML killed by signal $((uml_status - 128)) while rebooting; starting it again" >>"$console_log"
+		echo "uml-run: UML killed by signal $((uml_status - 128)) while rebooting; starting it again" |
+			tee -a "$console_log" >&2
 		start_uml ">>"
 		continue
 	fi

@@ -79,6 +79,9 @@ printf 'pong %%s\\n' "$UML_BOOT" > "$P/org.qemu.guest_agent.0"
         got = bytes(r.data).decode(errors="replace")
         self.assertEqual(got, expected, describe_lines(got, expected) +
                          self.diag(g, "org.qemu.guest_agent.0"))
+        redone = g.output().count("while rebooting; starting it again")
+        sys.stderr.write("[%d boots, %d reboots redone by uml-run] " %
+                         (SOAK_BOOTS, redone))
 
 
 class ReplyBeforePowerOff(ScenarioTest):
