@@ -127,12 +127,17 @@ class BlockedWriter(RestartTest):
         self.assertEqual(os.write(fd, b"c"), 1)
         self.assertEqual(self.guest_readn(1), b"c")
 
-    def test_parked_fsync_waits_for_the_next_vm(self):
+    def write_undelivered(self):
+        """1000 bytes written to a guest without receive buffers."""
         fd = self.open(os.O_WRONLY)
         self.sim.close()
         self.new_sim(("--rx-bufs", "0"))
         self.guest_open()
         self.assertEqual(os.write(fd, b"x" * 1000), 1000)
+        return fd
+
+    def test_parked_fsync_waits_for_the_next_vm(self):
+        fd = self.write_undelivered()
         f = Blocked(os.fsync, fd)
         self.assertTrue(f.still_blocked())
         self.sim.kill()
@@ -144,11 +149,7 @@ class BlockedWriter(RestartTest):
         self.assertEqual(f.wait(), None)
 
     def test_parked_fsync_ends_with_eintr(self):
-        fd = self.open(os.O_WRONLY)
-        self.sim.close()
-        self.new_sim(("--rx-bufs", "0"))
-        self.guest_open()
-        self.assertEqual(os.write(fd, b"x" * 1000), 1000)
+        fd = self.write_undelivered()
         self.sim.kill()
         # A writer that will not wait for the next VM interrupts it.
         p = subprocess.Popen([sys.executable, "-c",
