@@ -159,8 +159,10 @@ struct vser_port_stats {
 	uint64_t dropped_bytes; /* guest output no reader received: pushed
 				   out of a console ring before any reader
 				   read it, left unread by the last host
-				   file to close (it had been offered), or
-				   beyond a ring in one buffer */
+				   file to close (it had been offered),
+				   beyond a ring in one buffer, or still in
+				   the guest's ring, not taken for want of
+				   room, when the VM went */
 };
 void vser_port_stats(const struct vser_port *port, struct vser_port_stats *st);
 
