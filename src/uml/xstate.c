@@ -166,10 +166,10 @@ int ux_regset(struct ux *ux, long request, pid_t pid, struct iovec *iov)
 		return -EINVAL;
 	if (ux->emulate_len >= UX_MIN_LEN && ux->emulate_len < uml_len)
 		uml_len = ux->emulate_len;
+	ux->uml_len = uml_len;
 
 	switch (ux->mode) {
 	case UX_MODE_OFF:
-		ux->uml_len = uml_len;
 		ux->action = UX_ACTION_PASSTHROUGH;
 		return passthrough(ux, request, pid, iov, uml_len);
 	case UX_MODE_FXSAVE:
@@ -180,7 +180,6 @@ int ux_regset(struct ux *ux, long request, pid_t pid, struct iovec *iov)
 		break;
 	}
 
-	ux->uml_len = uml_len;
 	/* Where the CPU says no feature set can need more than UML's buffer,
 	 * nothing is needed, not even a probe: every call is UML's own. */
 	if (ux->mode == UX_MODE_AUTO && ux->cpu_len && uml_len >= ux->cpu_len) {
