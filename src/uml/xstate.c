@@ -22,17 +22,18 @@
 /* The FXSAVE legacy region: no XSAVE buffer is smaller. */
 #define UX_MIN_LEN 512
 
+static const char *const mode_names[] = {
+	[UX_MODE_AUTO] = "auto",
+	[UX_MODE_OVERLAY] = "overlay",
+	[UX_MODE_FXSAVE] = "fxsave",
+	[UX_MODE_OFF] = "off",
+};
+
 int ux_mode_parse(const char *name, enum ux_mode *mode)
 {
-	static const char *const names[] = {
-		[UX_MODE_AUTO] = "auto",
-		[UX_MODE_OVERLAY] = "overlay",
-		[UX_MODE_FXSAVE] = "fxsave",
-		[UX_MODE_OFF] = "off",
-	};
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (strcmp(name, names[i]) == 0) {
+	for (size_t i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]);
+	     i++) {
+		if (strcmp(name, mode_names[i]) == 0) {
 			*mode = (enum ux_mode)i;
 			return 0;
 		}
@@ -42,16 +43,8 @@ int ux_mode_parse(const char *name, enum ux_mode *mode)
 
 const char *ux_mode_name(enum ux_mode mode)
 {
-	switch (mode) {
-	case UX_MODE_AUTO:
-		return "auto";
-	case UX_MODE_OVERLAY:
-		return "overlay";
-	case UX_MODE_FXSAVE:
-		return "fxsave";
-	case UX_MODE_OFF:
-		return "off";
-	}
+	if ((size_t)mode < sizeof(mode_names) / sizeof(mode_names[0]))
+		return mode_names[mode];
 	return "?";
 }
 

@@ -71,6 +71,16 @@ CTRL = {
 }
 
 
+def rxq(nr: int) -> int:
+    """Receive (device -> driver) queue of port nr."""
+    return 0 if nr == 0 else 2 * nr + 2
+
+
+def txq(nr: int) -> int:
+    """Transmit (driver -> device) queue of port nr."""
+    return rxq(nr) + 1
+
+
 class SimError(Exception):
     """The sim answered 'err ...' (message in .reply)."""
 

@@ -27,20 +27,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
 from vpharness import Blocked, Daemon, VPORTFS_SIM, read_exact, wait_until  # noqa: E402
-from simctl import CTRL, Sim, SimDisconnected, SimError  # noqa: E402
+from simctl import CTRL, Sim, SimDisconnected, SimError, rxq, txq  # noqa: E402
 
 TEST_TIMEOUT = 30
 CTRL_TXQ = 3
-
-
-def rxq(nr):
-    """Receive (device -> driver) queue of port nr."""
-    return 0 if nr == 0 else 2 * nr + 2
-
-
-def txq(nr):
-    """Transmit (driver -> device) queue of port nr."""
-    return rxq(nr) + 1
 
 
 def ctrl_msg(port_id, event, value):

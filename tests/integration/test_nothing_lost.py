@@ -19,16 +19,22 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from vpharness import (Blocked, poll_events, read_exact,  # noqa: E402
                        read_to_eof, readable, wait_until)
+from simctl import txq  # noqa: E402
 from test_console import drain  # noqa: E402
 from test_restart import RestartTest  # noqa: E402
 
 
-def txq(nr):
-    return 2 * (nr + 1) + 1
-
-
 def xattr(path, name):
     return os.getxattr(path, "user.vport." + name)
+
+
+def stall_behind_full_ring(t, ring):
+    """The guest fills the port's ring (`ring` bytes of b"A") and posts
+    100 bytes of b"a" that do not fit: that chain stalls in its ring."""
+    t.assertEqual(t.sim.write_all(t.nr, b"A" * ring), ring)
+    t.guest("wait-tx %d 2000" % t.nr)
+    t.sim.write(t.nr, b"a" * 100)
+    t.sim.sleep(0.1)
 
 
 class FreedGuestMemory(RestartTest):
@@ -190,11 +196,7 @@ class SessionBoundaries(RestartTest):
         fd = self.open(os.O_RDONLY)
         self.guest("wait-host %d 1 2000" % self.nr)
         self.guest_open()
-        self.assertEqual(self.sim.write_all(self.nr, b"A" * self.RING),
-                         self.RING)
-        self.guest("wait-tx %d 2000" % self.nr)
-        self.sim.write(self.nr, b"a" * 100)  # no room: stalls
-        self.sim.sleep(0.1)
+        stall_behind_full_ring(self, self.RING)
         self.guest("close %d" % self.nr)
         self.guest_open()
         self.sim.write(self.nr, b"B" * 4)
@@ -223,10 +225,7 @@ class CloseBehindAFullRing(RestartTest):
         fd = self.open(os.O_RDONLY)
         self.guest("wait-host %d 1 2000" % self.nr)
         self.guest_open()
-        self.sim.write_all(self.nr, b"A" * (64 << 10))
-        self.guest("wait-tx %d 2000" % self.nr)
-        self.sim.write(self.nr, b"a" * 100)  # stalls
-        self.sim.sleep(0.1)
+        stall_behind_full_ring(self, 64 << 10)
         self.guest("close %d" % self.nr)
         self.sim.sleep(0.1)
         self.close(fd)

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
 from vpharness import VPORTFS_SIM, poll_events, read_exact, readable, wait_until  # noqa: E402
-from simctl import Sim  # noqa: E402
+from simctl import Sim, txq  # noqa: E402
 from test_port_files import Blocked, PortTest  # noqa: E402
 
 
@@ -296,7 +296,7 @@ class RingPauseAndStop(PortTest):
         self.guest("wait-host %d 1 2000" % self.nr)
         self.guest_write(b"kept over the pause")
         wait_until(lambda: readable(fd), 5)
-        return fd, 2 * (self.nr + 1) + 1  # the port's transmit queue
+        return fd, txq(self.nr)
 
     def test_data_held_over_a_ring_pause_is_delivered(self):
         fd, q = self.held_guest_output()
