@@ -1,6 +1,8 @@
 /*
  * The port filesystem: a FUSE mount with one regular file per port, whose
- * read/write/poll behave like the guest's /dev/virtio-ports/<name>.
+ * read/write/poll behave like the guest's /dev/virtio-ports/<name>.  One
+ * endpoint provider of the port hub: every open port file is one hub
+ * endpoint; sessions, sharing and the connected rule are the hub's.
  *
  * Driven from the daemon's own loop: the /dev/fuse fd is non-blocking and
  * watched through struct vp_loop; calls that must wait (read with no data,
@@ -16,8 +18,8 @@
 
 #include "vportfs/loop.h"
 
+struct hub;
 struct pfs;
-struct vser;
 
 struct pfs_config {
 	const char *mountpoint;
@@ -26,21 +28,17 @@ struct pfs_config {
 	uid_t uid;   /* owner of every file */
 	gid_t gid;
 	mode_t mode; /* permission bits of port files */
-	bool session;   /* -o session: an fd belongs to one guest session */
-	bool exclusive; /* -o exclusive: one open of any kind per port */
 	/* Called when the mount goes away under us (fusermount -u). */
 	void (*on_unmounted)(void *opaque);
 	void *opaque;
 };
 
-/* Mounts; NULL on failure (logged).  The device must outlive the pfs; the
- * pfs becomes the device's listener. */
-struct pfs *pfs_new(struct vp_loop *loop, struct vser *dev,
+/* Mounts; NULL on failure (logged, naming what failed).  The hub and the
+ * loop must outlive the pfs.  A port's file is named by its hub label. */
+struct pfs *pfs_new(struct vp_loop *loop, struct hub *hub,
 		    const struct pfs_config *cfg);
-/* Answers every parked request (EOF / EPIPE), unmounts.  NULL accepted. */
+/* Answers every parked request (EOF / EPIPE / EIO), closes every file
+ * (detaching its endpoint), unmounts.  NULL accepted. */
 void pfs_free(struct pfs *fs);
-
-/* The file name of a port: its name if usable as one, else "port<nr>". */
-void pfs_port_filename(unsigned nr, const char *name, char *buf, size_t len);
 
 #endif

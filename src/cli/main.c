@@ -2,7 +2,8 @@
  * vportfs: serve a VM's virtio-serial device over vhost-user and mount its
  * ports as files.  main() wires the modules together on one libev loop:
  *
- *   vhost-user socket -> vu -> vser (device, ports) -> pfs (FUSE mount)
+ *   vhost-user socket -> vu -> vser (device, ports) -> hub (host side of
+ *   every port) -> pfs (FUSE mount)
  */
 #include <errno.h>
 #include <ev.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "vportfs/ev_loop.h"
+#include "vportfs/hub.h"
 #include "vportfs/log.h"
 #include "vportfs/options.h"
 #include "vportfs/pfs.h"
@@ -97,10 +99,10 @@ static int check_file_names(struct vser *dev)
 	struct vser_port *p, *q;
 
 	for (p = vser_port_next(dev, 0); p; p = vser_port_next(dev, vser_port_nr(p) + 1)) {
-		pfs_port_filename(vser_port_nr(p), vser_port_name(p), a, sizeof(a));
+		hub_label(vser_port_nr(p), vser_port_name(p), a, sizeof(a));
 		for (q = vser_port_next(dev, vser_port_nr(p) + 1); q;
 		     q = vser_port_next(dev, vser_port_nr(q) + 1)) {
-			pfs_port_filename(vser_port_nr(q), vser_port_name(q), b,
+			hub_label(vser_port_nr(q), vser_port_name(q), b,
 					  sizeof(b));
 			if (strcmp(a, b) == 0) {
 				fprintf(stderr,
@@ -117,11 +119,13 @@ static int check_file_names(struct vser *dev)
 int main(int argc, char **argv)
 {
 	struct vser_config dcfg = { 0 };
+	struct hub_config hcfg = { 0 };
 	struct pfs_config fcfg = { 0 };
 	struct ev_loop *ev = EV_DEFAULT;
 	ev_signal sigint, sigterm, sighup;
 	struct vp_loop *loop = NULL;
 	struct vser *dev = NULL;
+	struct hub *hub = NULL;
 	struct pfs *fs = NULL;
 	struct vp_opts o;
 	char err[512];
@@ -173,19 +177,24 @@ int main(int argc, char **argv)
 		goto out_dev;
 	}
 
+	hcfg.session = o.session;
+	hcfg.exclusive = o.exclusive;
+	hub = hub_new(loop, dev, &hcfg);
+	if (!hub) {
+		vp_err("cannot create the port hub: out of memory");
+		goto out_dev;
+	}
 	fcfg.mountpoint = o.mountpoint;
 	fcfg.allow_other = o.allow_other;
 	fcfg.default_permissions = o.default_permissions;
 	fcfg.uid = o.uid;
 	fcfg.gid = o.gid;
 	fcfg.mode = o.mode;
-	fcfg.session = o.session;
-	fcfg.exclusive = o.exclusive;
 	fcfg.on_unmounted = unmounted_cb;
 	fcfg.opaque = ev;
-	fs = pfs_new(loop, dev, &fcfg);
+	fs = pfs_new(loop, hub, &fcfg);
 	if (!fs)
-		goto out_dev;
+		goto out_hub;
 
 	/* SIGHUP too (its terminal went away): a daemon killed by it would
 	 * leave a dead mount and a stale socket behind. */
@@ -206,6 +215,8 @@ int main(int argc, char **argv)
 	status = EXIT_SUCCESS;
 
 	pfs_free(fs);
+out_hub:
+	hub_free(hub);
 out_dev:
 	vser_free(dev);
 out_loop:

@@ -735,16 +735,27 @@ static void orphan_discard(struct vser *dev, unsigned q)
 /* Release the ring bytes every reader has read past. */
 static void release_read(struct vser_port *port)
 {
-	uint64_t low = port->stream_end;
+	uint64_t low = port->stream_end, done = 0;
 	struct vser_reader *r;
+	bool active = false;
 
 	if (port->console || port->nreaders == 0)
 		return;
 	/* A reader that has everything up to its limit (a hung-up session
-	 * drained) needs nothing more: it must not hold the next session. */
-	TAILQ_FOREACH(r, &port->readers, link)
-		if (r->pos < r->limit && r->pos < low)
-			low = r->pos;
+	 * drained) needs nothing more: it must not hold the next session.
+	 * Nor may it give that session's bytes away: with no other reader,
+	 * what lies past its limit waits for the next one. */
+	TAILQ_FOREACH(r, &port->readers, link) {
+		if (r->pos < r->limit) {
+			active = true;
+			if (r->pos < low)
+				low = r->pos;
+		} else if (r->limit > done) {
+			done = r->limit;
+		}
+	}
+	if (!active && done < low)
+		low = done;
 	/* Room lets a stalled guest writer go on. */
 	if (ring_release(port, low) && port->tx_stalled)
 		port_schedule(port);

@@ -1,5 +1,5 @@
 /*
- * The `.events` stream (see include/vportfs/pfs_events.h).  Lines are
+ * The `.events` stream (see include/vportfs/hub_events.h).  Lines are
  * built with json-c so that any port name (quotes, control characters,
  * non-ASCII) comes out as valid JSON.
  */
@@ -11,45 +11,45 @@
 
 #include "vportfs/buf.h"
 #include "vportfs/log.h"
-#include "vportfs/pfs_events.h"
+#include "vportfs/hub_events.h"
 
-struct pfs_events_reader {
-	LIST_ENTRY(pfs_events_reader) link;
-	struct pfs_events *ev;
+struct hub_events_reader {
+	LIST_ENTRY(hub_events_reader) link;
+	struct hub_events *ev;
 	struct vp_buf q;
 	uint64_t lost;  /* lines dropped since the last one delivered */
 	bool mid_line;  /* the reader has read part of the first line */
 };
 
-struct pfs_events {
-	LIST_HEAD(, pfs_events_reader) readers;
+struct hub_events {
+	LIST_HEAD(, hub_events_reader) readers;
 	size_t queue_bytes;
 };
 
-struct pfs_events *pfs_events_new(size_t queue_bytes)
+struct hub_events *hub_events_new(size_t queue_bytes)
 {
-	struct pfs_events *ev = calloc(1, sizeof(*ev));
+	struct hub_events *ev = calloc(1, sizeof(*ev));
 
 	if (!ev)
 		return NULL;
 	LIST_INIT(&ev->readers);
-	ev->queue_bytes = queue_bytes ? queue_bytes : PFS_EVENTS_QUEUE_DEFAULT;
+	ev->queue_bytes = queue_bytes ? queue_bytes : HUB_EVENTS_QUEUE_DEFAULT;
 	return ev;
 }
 
-void pfs_events_free(struct pfs_events *ev)
+void hub_events_free(struct hub_events *ev)
 {
 	if (!ev)
 		return;
 	while (!LIST_EMPTY(&ev->readers))
-		pfs_events_close(LIST_FIRST(&ev->readers));
+		hub_events_close(LIST_FIRST(&ev->readers));
 	free(ev);
 }
 
 /* Drop the oldest whole line; false if there is none to drop (the queue
  * is empty, or its first line is half read: dropping the rest of it would
  * hand the reader a broken line). */
-static bool drop_oldest_line(struct pfs_events_reader *r)
+static bool drop_oldest_line(struct hub_events_reader *r)
 {
 	struct iovec two[2];
 	int k = vp_buf_peek(&r->q, two, vp_buf_len(&r->q));
@@ -72,7 +72,7 @@ static bool drop_oldest_line(struct pfs_events_reader *r)
 /* Room for the line plus the ',"lost":N' that may have to go into it. */
 #define LOST_FIELD_MAX 32
 
-static void deliver(struct pfs_events_reader *r, json_object *obj,
+static void deliver(struct hub_events_reader *r, json_object *obj,
 		    size_t plain_len)
 {
 	const char *line;
@@ -98,17 +98,17 @@ static void deliver(struct pfs_events_reader *r, json_object *obj,
 	r->lost = 0;
 }
 
-bool pfs_events_emit(struct pfs_events *ev, const char *name,
+bool hub_events_emit(struct hub_events *ev, const char *name,
 		     const char *port_name, int nr)
 {
-	return pfs_events_emit_count(ev, name, port_name, nr, NULL, 0);
+	return hub_events_emit_count(ev, name, port_name, nr, NULL, 0);
 }
 
-bool pfs_events_emit_count(struct pfs_events *ev, const char *name,
+bool hub_events_emit_count(struct hub_events *ev, const char *name,
 			   const char *port_name, int nr, const char *key,
 			   uint64_t value)
 {
-	struct pfs_events_reader *r;
+	struct hub_events_reader *r;
 	struct timespec ts;
 	json_object *obj;
 	size_t plain_len;
@@ -141,9 +141,9 @@ bool pfs_events_emit_count(struct pfs_events *ev, const char *name,
 	return true;
 }
 
-struct pfs_events_reader *pfs_events_open(struct pfs_events *ev)
+struct hub_events_reader *hub_events_open(struct hub_events *ev)
 {
-	struct pfs_events_reader *r = calloc(1, sizeof(*r));
+	struct hub_events_reader *r = calloc(1, sizeof(*r));
 
 	if (!r)
 		return NULL;
@@ -156,7 +156,7 @@ struct pfs_events_reader *pfs_events_open(struct pfs_events *ev)
 	return r;
 }
 
-void pfs_events_close(struct pfs_events_reader *r)
+void hub_events_close(struct hub_events_reader *r)
 {
 	if (!r)
 		return;
@@ -165,18 +165,18 @@ void pfs_events_close(struct pfs_events_reader *r)
 	free(r);
 }
 
-size_t pfs_events_readable(const struct pfs_events_reader *r)
+size_t hub_events_readable(const struct hub_events_reader *r)
 {
 	return vp_buf_len(&r->q);
 }
 
-int pfs_events_peek(const struct pfs_events_reader *r, struct iovec iov[2],
+int hub_events_peek(const struct hub_events_reader *r, struct iovec iov[2],
 		    size_t max)
 {
 	return vp_buf_peek(&r->q, iov, max);
 }
 
-void pfs_events_consume(struct pfs_events_reader *r, size_t n)
+void hub_events_consume(struct hub_events_reader *r, size_t n)
 {
 	struct iovec two[2];
 	int k;
