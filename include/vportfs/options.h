@@ -15,12 +15,19 @@
 #include "vportfs/vser.h"
 
 #define VP_OPTS_MAX_PORTS_SPECS VSER_MAX_PORTS_LIMIT
+/* chardev= ids one --port may name. */
+#define VP_PORT_MAX_CHARDEVS 8
+#define VP_CHARDEV_ID_MAX 127
+#define VP_OPTS_MAX_CHARDEVS 256
 
 struct vp_port_spec {
 	char name[VSER_NAME_MAX + 1];
 	int nr; /* -1: lowest free */
 	bool console;
 	size_t ring_size; /* console ring bytes; 0: default */
+	/* chardev=ID, repeatable: the chardevs serving this port. */
+	char chardevs[VP_PORT_MAX_CHARDEVS][VP_CHARDEV_ID_MAX + 1];
+	unsigned nchardevs;
 };
 
 struct vp_opts {
@@ -30,6 +37,10 @@ struct vp_opts {
 	unsigned max_ports;
 	struct vp_port_spec *ports;
 	unsigned nports;
+	/* --chardev SPEC, in order: pointers into argv, checked by the
+	 * chardev layer (chr_set_add). */
+	const char **chardevs;
+	unsigned nchardevs;
 	enum vp_log_level log_level;
 	bool syslog;
 	bool allow_other;

@@ -88,6 +88,56 @@ static void watch_free(struct vp_watch *w)
 	free(w);
 }
 
+struct vp_timer {
+	ev_timer t;
+	struct ev_vp_loop *l;
+	vp_timer_cb cb;
+	void *opaque;
+};
+
+static void timer_cb(struct ev_loop *ev, ev_timer *et, int revents)
+{
+	struct vp_timer *t = (struct vp_timer *)et;
+
+	(void)ev;
+	(void)revents;
+	t->cb(t, t->opaque);
+}
+
+static struct vp_timer *timer_new(struct vp_loop *loop, vp_timer_cb cb,
+				  void *opaque)
+{
+	struct vp_timer *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->l = (struct ev_vp_loop *)loop;
+	t->cb = cb;
+	t->opaque = opaque;
+	ev_timer_init(&t->t, timer_cb, 0., 0.);
+	return t;
+}
+
+static void timer_start(struct vp_timer *t, unsigned ms)
+{
+	ev_timer_stop(t->l->ev, &t->t);
+	ev_timer_set(&t->t, ms / 1000., 0.);
+	ev_timer_start(t->l->ev, &t->t);
+}
+
+static void timer_stop(struct vp_timer *t)
+{
+	ev_timer_stop(t->l->ev, &t->t);
+}
+
+static void timer_free(struct vp_timer *t)
+{
+	if (!t)
+		return;
+	ev_timer_stop(t->l->ev, &t->t);
+	free(t);
+}
+
 static int defer(struct vp_loop *loop, vp_defer_cb cb, void *opaque)
 {
 	struct ev_vp_loop *l = (struct ev_vp_loop *)loop;
@@ -156,6 +206,10 @@ static const struct vp_loop_ops ev_vp_ops = {
 	.watch_free = watch_free,
 	.defer = defer,
 	.defer_cancel = defer_cancel,
+	.timer_new = timer_new,
+	.timer_start = timer_start,
+	.timer_stop = timer_stop,
+	.timer_free = timer_free,
 };
 
 struct vp_loop *vp_ev_loop_new(struct ev_loop *ev)

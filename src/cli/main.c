@@ -16,6 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "vportfs/chr.h"
 #include "vportfs/ev_loop.h"
 #include "vportfs/hub.h"
 #include "vportfs/log.h"
@@ -59,12 +60,24 @@ static void stop_cb(struct ev_loop *ev, ev_signal *w, int revents)
 	ev_break(ev, EVBREAK_ALL);
 }
 
+/* SIGHUP: logrotate moved the logs away (it does not stop us: a daemon
+ * under systemd has no terminal to lose). */
+static void reopen_cb(struct ev_loop *ev, ev_signal *w, int revents)
+{
+	(void)ev;
+	(void)revents;
+	vp_info("SIGHUP: reopening log and file chardevs");
+	chr_set_reopen(w->data);
+}
+
 static void unmounted_cb(void *opaque)
 {
 	ev_break(opaque, EVBREAK_ALL);
 }
 
-static int add_ports(struct vser *dev, const struct vp_opts *o)
+/* Add the --port ports; ports[i] is the port of o->ports[i]. */
+static int add_ports(struct vser *dev, const struct vp_opts *o,
+		     struct vser_port **ports)
 {
 	/* Fixed numbers first, so "lowest free" cannot take them. */
 	for (int pass = 0; pass < 2; pass++) {
@@ -80,11 +93,42 @@ static int add_ports(struct vser *dev, const struct vp_opts *o)
 
 			if ((pass == 0) != (p->nr >= 0))
 				continue;
-			rc = vser_port_add(dev, &pc, NULL);
+			rc = vser_port_add(dev, &pc, &ports[i]);
 			if (rc) {
 				fprintf(stderr, "vportfs: --port name=%s: %s\n",
 					p->name, strerror(-rc));
 				return rc;
+			}
+		}
+	}
+	return 0;
+}
+
+/* --chardev specs, and the --port chardev= that bind them to ports: any
+ * error is the user's (exit 2). */
+static int add_chardevs(struct chr_set *chrs, const struct vp_opts *o,
+			struct vser_port **ports)
+{
+	char err[512], label[VSER_NAME_MAX + 1];
+
+	for (unsigned i = 0; i < o->nchardevs; i++) {
+		if (chr_set_add(chrs, o->chardevs[i], err, sizeof(err))) {
+			fprintf(stderr, "vportfs: --chardev %s: %s\n",
+				o->chardevs[i], err);
+			return -EINVAL;
+		}
+	}
+	for (unsigned i = 0; i < o->nports; i++) {
+		const struct vp_port_spec *p = &o->ports[i];
+
+		hub_label(vser_port_nr(ports[i]), vser_port_name(ports[i]),
+			  label, sizeof(label));
+		for (unsigned k = 0; k < p->nchardevs; k++) {
+			if (chr_set_bind(chrs, p->chardevs[k], label, err,
+					 sizeof(err))) {
+				fprintf(stderr, "vportfs: --port name=%s: %s\n",
+					p->name, err);
+				return -EINVAL;
 			}
 		}
 	}
@@ -126,6 +170,8 @@ int main(int argc, char **argv)
 	struct vp_loop *loop = NULL;
 	struct vser *dev = NULL;
 	struct hub *hub = NULL;
+	struct chr_set *chrs = NULL;
+	struct vser_port **ports = NULL;
 	struct pfs *fs = NULL;
 	struct vp_opts o;
 	char err[512];
@@ -163,9 +209,32 @@ int main(int argc, char **argv)
 		vp_err("cannot create the device");
 		goto out_loop;
 	}
-	if (add_ports(dev, &o) || check_file_names(dev)) {
+	ports = calloc(o.nports ? o.nports : 1, sizeof(*ports));
+	if (!ports) {
+		vp_err("cannot add the ports: out of memory");
+		goto out_dev;
+	}
+	if (add_ports(dev, &o, ports) || check_file_names(dev)) {
 		status = EXIT_USAGE;
 		goto out_dev;
+	}
+	hcfg.session = o.session;
+	hcfg.exclusive = o.exclusive;
+	hub = hub_new(loop, dev, &hcfg);
+	chrs = hub ? chr_set_new(loop, hub) : NULL;
+	if (!chrs) {
+		vp_err("cannot create the port hub: out of memory");
+		goto out_hub;
+	}
+	if (add_chardevs(chrs, &o, ports)) {
+		status = EXIT_USAGE;
+		goto out_hub;
+	}
+	/* Before the VMM can connect: a server with wait=on holds the VM
+	 * back until its client is there, as in QEMU. */
+	if (chr_set_start(chrs, err, sizeof(err))) {
+		vp_err("%s", err);
+		goto out_hub;
 	}
 	if (o.socket_path)
 		rc = vu_listen_path(vser_vu(dev), o.socket_path);
@@ -174,16 +243,9 @@ int main(int argc, char **argv)
 	if (rc) {
 		fprintf(stderr, "vportfs: cannot listen on %s: %s\n",
 			o.socket_path ? o.socket_path : "--fd", strerror(-rc));
-		goto out_dev;
+		goto out_hub;
 	}
 
-	hcfg.session = o.session;
-	hcfg.exclusive = o.exclusive;
-	hub = hub_new(loop, dev, &hcfg);
-	if (!hub) {
-		vp_err("cannot create the port hub: out of memory");
-		goto out_dev;
-	}
 	fcfg.mountpoint = o.mountpoint;
 	fcfg.allow_other = o.allow_other;
 	fcfg.default_permissions = o.default_permissions;
@@ -196,11 +258,10 @@ int main(int argc, char **argv)
 	if (!fs)
 		goto out_hub;
 
-	/* SIGHUP too (its terminal went away): a daemon killed by it would
-	 * leave a dead mount and a stale socket behind. */
 	ev_signal_init(&sigint, stop_cb, SIGINT);
 	ev_signal_init(&sigterm, stop_cb, SIGTERM);
-	ev_signal_init(&sighup, stop_cb, SIGHUP);
+	ev_signal_init(&sighup, reopen_cb, SIGHUP);
+	sighup.data = chrs;
 	ev_signal_start(ev, &sigint);
 	ev_signal_start(ev, &sigterm);
 	ev_signal_start(ev, &sighup);
@@ -216,10 +277,12 @@ int main(int argc, char **argv)
 
 	pfs_free(fs);
 out_hub:
+	chr_set_free(chrs);
 	hub_free(hub);
 out_dev:
 	vser_free(dev);
 out_loop:
+	free(ports);
 	vp_ev_loop_free(loop);
 out_opts:
 	if (o.help || o.version || o.print_capabilities)

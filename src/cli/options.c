@@ -170,8 +170,24 @@ int vp_opts_parse_port(const char *spec, struct vp_port_spec *out, char *err,
 					    "from 1 to 1G (suffixes K, M, G)",
 					    value);
 		} else if (!strcmp(key, "chardev")) {
-			return fail(err, errlen,
-				    "--port: chardev= is not supported yet");
+			size_t n = strlen(value);
+
+			if (out->nchardevs == VP_PORT_MAX_CHARDEVS)
+				return fail(err, errlen,
+					    "--port: more than %d chardev=",
+					    VP_PORT_MAX_CHARDEVS);
+			if (n == 0 || n > VP_CHARDEV_ID_MAX)
+				return fail(err, errlen,
+					    "--port: chardev= needs an id of 1 "
+					    "to %d bytes",
+					    VP_CHARDEV_ID_MAX);
+			for (unsigned i = 0; i < out->nchardevs; i++)
+				if (!strcmp(out->chardevs[i], value))
+					return fail(err, errlen,
+						    "--port: chardev=%s given "
+						    "twice",
+						    value);
+			memcpy(out->chardevs[out->nchardevs++], value, n + 1);
 		} else {
 			return fail(err, errlen, "--port: unknown key '%s'", key);
 		}
@@ -180,6 +196,13 @@ int vp_opts_parse_port(const char *spec, struct vp_port_spec *out, char *err,
 		return fail(err, errlen, "--port: item too long");
 	if (!have_name && !out->console)
 		return fail(err, errlen, "--port: needs name=NAME");
+	/* Linux and QEMU keep port 0 a console: a guest without MULTIPORT
+	 * sees only port 0, as its console. */
+	if (out->nr == 0 && !out->console)
+		return fail(err, errlen,
+			    "--port name=%s: nr=0 is for a console port "
+			    "(console=on), as in QEMU",
+			    out->name);
 	if (!out->console && out->ring_size &&
 	    out->ring_size < VSER_PORT_RING_MIN)
 		return fail(err, errlen,
@@ -242,12 +265,14 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_SYSLOG,
 	OPT_CAPS,
+	OPT_CHARDEV,
 };
 
 static const struct option long_opts[] = {
 	{ "socket", required_argument, NULL, OPT_SOCKET },
 	{ "fd", required_argument, NULL, OPT_FD },
 	{ "port", required_argument, NULL, OPT_PORT },
+	{ "chardev", required_argument, NULL, OPT_CHARDEV },
 	{ "max-ports", required_argument, NULL, OPT_MAX_PORTS },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 	{ "syslog", no_argument, NULL, OPT_SYSLOG },
@@ -329,6 +354,20 @@ int vp_opts_parse(struct vp_opts *o, int argc, char **argv, char *err,
 			o->nports++;
 			break;
 		}
+		case OPT_CHARDEV: {
+			const char **list;
+
+			if (o->nchardevs == VP_OPTS_MAX_CHARDEVS)
+				return fail(err, errlen,
+					    "too many --chardev options");
+			list = realloc(o->chardevs,
+				       (o->nchardevs + 1) * sizeof(*list));
+			if (!list)
+				return fail(err, errlen, "out of memory");
+			o->chardevs = list;
+			list[o->nchardevs++] = optarg;
+			break;
+		}
 		case OPT_MAX_PORTS:
 			if (parse_uint(optarg, 1, VSER_MAX_PORTS_LIMIT, &v))
 				return fail(err, errlen,
@@ -386,6 +425,9 @@ void vp_opts_free(struct vp_opts *o)
 	free(o->ports);
 	o->ports = NULL;
 	o->nports = 0;
+	free(o->chardevs);
+	o->chardevs = NULL;
+	o->nchardevs = 0;
 }
 
 void vp_opts_usage(FILE *out)
@@ -398,11 +440,18 @@ void vp_opts_usage(FILE *out)
 	      "  --socket PATH        listen for the VMM on this unix socket\n"
 	      "  --fd N               listen on inherited socket N instead\n"
 	      "  --port SPEC          add a port: name=NAME[,nr=N][,console=on]\n"
-	      "                       [,ring-size=SIZE] (repeatable; nr defaults\n"
+	      "                       [,ring-size=SIZE][,chardev=ID]...\n"
+	      "                       (repeatable; nr defaults\n"
 	      "                       to the lowest free; ring-size: guest output\n"
 	      "                       kept in the daemon, the latest on a console,\n"
 	      "                       the unread on other ports (at least 64K),\n"
 	      "                       default 1M)\n"
+	      "  --chardev SPEC       a host backend, as QEMU's -chardev:\n"
+	      "                       BACKEND,id=ID[,OPTION=VALUE]... with BACKEND\n"
+	      "                       socket, pipe, file, log, pty, fd, stdio,\n"
+	      "                       ringbuf or null (see docs/chardev.md);\n"
+	      "                       --port ...,chardev=ID attaches it\n"
+	      "                       (repeatable, several per port)\n"
 	      "  --max-ports N        ports the device offers (default 31, max 127,\n"
 	      "                       vhost-user's limit; UML guests: at most 31)\n"
 	      "  -o OPT[,OPT]         session: an fd belongs to one guest session\n"
@@ -420,8 +469,8 @@ void vp_opts_usage(FILE *out)
 	      "removes it), user.vport.* extended attributes, and .events, a\n"
 	      "stream of JSON lines.\n"
 	      "\n"
-	      "Runs in the foreground; SIGINT, SIGTERM or SIGHUP unmounts,\n"
-	      "removes the socket and exits 0.  A bad option exits 2 with\n"
-	      "nothing mounted.\n",
+	      "Runs in the foreground; SIGINT or SIGTERM unmounts, removes the\n"
+	      "socket and exits 0; SIGHUP reopens the file and log chardevs\n"
+	      "(after logrotate).  A bad option exits 2 with nothing mounted.\n",
 	      out);
 }

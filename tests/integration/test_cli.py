@@ -287,9 +287,18 @@ class Shutdown(unittest.TestCase):
     def test_sigint_unmounts_removes_socket_exits_0(self):
         self.check_signal(signal.SIGINT)
 
-    def test_sighup_unmounts_removes_socket_exits_0(self):
-        # Its terminal going away must not leave a dead mount behind.
-        self.check_signal(signal.SIGHUP)
+    def test_sighup_does_not_stop_the_daemon(self):
+        # SIGHUP reopens log and file chardevs (logrotate): the mount, the
+        # socket and a blocked reader carry on.
+        self.sim.open(self.nr)
+        self.d.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        self.assertTrue(self.d.alive(), self.d.read_log())
+        self.assertTrue(mounted(self.d.mnt))
+        self.assertTrue(os.path.exists(self.d.sock))
+        with open(self.d.path("data"), "rb", buffering=0) as f:
+            self.sim.write_all(self.nr, b"after\n")
+            self.assertEqual(f.read(6), b"after\n")
 
     def test_sigterm_without_frontend(self):
         self.sim.close()

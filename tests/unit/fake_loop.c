@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "fake_loop.h"
 
@@ -32,8 +33,20 @@ struct deferred {
 	void *opaque;
 };
 
+/* Timers never fire by themselves: fake_loop_fire_timers fires the armed
+ * ones. */
+struct vp_timer {
+	LIST_ENTRY(vp_timer) link;
+	vp_timer_cb cb;
+	void *opaque;
+	bool armed;
+	bool due; /* armed when fake_loop_fire_timers began */
+	unsigned ms;
+};
+
 struct fake_loop {
 	struct vp_loop base;
+	LIST_HEAD(, vp_timer) timers;
 	struct vp_watch **watches;
 	unsigned nwatches, wcap;
 	uint64_t next_serial;
@@ -126,12 +139,80 @@ static void f_defer_cancel(struct vp_loop *loop, vp_defer_cb cb, void *opaque)
 	}
 }
 
+static struct vp_timer *f_timer_new(struct vp_loop *loop, vp_timer_cb cb,
+				    void *opaque)
+{
+	struct fake_loop *fl = (struct fake_loop *)loop;
+	struct vp_timer *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->cb = cb;
+	t->opaque = opaque;
+	LIST_INSERT_HEAD(&fl->timers, t, link);
+	return t;
+}
+
+static void f_timer_start(struct vp_timer *t, unsigned ms)
+{
+	t->armed = true;
+	t->ms = ms;
+}
+
+static void f_timer_stop(struct vp_timer *t)
+{
+	t->armed = false;
+}
+
+static void f_timer_free(struct vp_timer *t)
+{
+	if (!t)
+		return;
+	LIST_REMOVE(t, link);
+	free(t);
+}
+
+unsigned fake_loop_fire_timers(struct fake_loop *fl)
+{
+	struct vp_timer *t;
+	unsigned n = 0;
+
+	LIST_FOREACH(t, &fl->timers, link)
+		t->due = t->armed;
+	/* One at a time, from the start: a callback may free any timer, or
+	 * re-arm its own (it fires at the next call, not this one). */
+	for (;;) {
+		LIST_FOREACH(t, &fl->timers, link)
+			if (t->due)
+				break;
+		if (!t)
+			return n;
+		t->due = t->armed = false;
+		t->cb(t, t->opaque);
+		n++;
+	}
+}
+
+unsigned fake_loop_ntimers(const struct fake_loop *fl)
+{
+	const struct vp_timer *t;
+	unsigned n = 0;
+
+	LIST_FOREACH(t, &fl->timers, link)
+		n++;
+	return n;
+}
+
 static const struct vp_loop_ops fake_ops = {
 	.watch_new = f_watch_new,
 	.watch_set = f_watch_set,
 	.watch_free = f_watch_free,
 	.defer = f_defer,
 	.defer_cancel = f_defer_cancel,
+	.timer_new = f_timer_new,
+	.timer_start = f_timer_start,
+	.timer_stop = f_timer_stop,
+	.timer_free = f_timer_free,
 };
 
 struct fake_loop *fake_loop_new(void)
@@ -151,6 +232,8 @@ void fake_loop_free(struct fake_loop *fl)
 	for (unsigned i = 0; i < fl->nwatches; i++)
 		free(fl->watches[i]);
 	free(fl->watches);
+	while (!LIST_EMPTY(&fl->timers))
+		f_timer_free(LIST_FIRST(&fl->timers));
 	free(fl->pending);
 	free(fl);
 }

@@ -38,6 +38,10 @@ bool fake_loop_fire(struct fake_loop *fl, int fd, int revents);
 /* Live watches, and the events watched on fd (-1 if fd is not watched). */
 unsigned fake_loop_nwatches(const struct fake_loop *fl);
 int fake_loop_watch_events(const struct fake_loop *fl, int fd);
+/* Fire every armed timer once (not those armed by the callbacks);
+ * returns how many fired.  Live timers, armed or not. */
+unsigned fake_loop_fire_timers(struct fake_loop *fl);
+unsigned fake_loop_ntimers(const struct fake_loop *fl);
 /* Deferred calls scheduled and not yet run. */
 unsigned fake_loop_ndeferred(const struct fake_loop *fl);
 

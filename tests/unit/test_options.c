@@ -491,6 +491,42 @@ static void test_log_level_bogus(void **state)
 		     "/mnt", NULL);
 }
 
+static void test_serial_port_given_nr_0_is_refused(void **state)
+{
+	expect_error(*state, "nr=0", "--socket", "s", "--port", "name=a,nr=0",
+		     "/mnt", NULL);
+}
+
+static void test_chardevs_are_kept_in_order_and_ports_name_several(
+	void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(parse(f, "--socket", "s", "--chardev",
+			       "null,id=a", "--port",
+			       "name=p,chardev=a,chardev=b", "--chardev",
+			       "file,id=b,path=x", "/mnt", NULL),
+			 0);
+	assert_int_equal(f->o.nchardevs, 2);
+	assert_string_equal(f->o.chardevs[0], "null,id=a");
+	assert_string_equal(f->o.chardevs[1], "file,id=b,path=x");
+	assert_int_equal(f->o.ports[0].nchardevs, 2);
+	assert_string_equal(f->o.ports[0].chardevs[0], "a");
+	assert_string_equal(f->o.ports[0].chardevs[1], "b");
+}
+
+static void test_port_chardev_errors(void **state)
+{
+	expect_error(*state, "chardev=a given twice", "--socket", "s",
+		     "--port", "name=p,chardev=a,chardev=a", "/mnt", NULL);
+	expect_error(*state, "chardev=", "--socket", "s", "--port",
+		     "name=p,chardev=", "/mnt", NULL);
+	expect_error(*state, "more than 8", "--socket", "s", "--port",
+		     "name=p,chardev=a,chardev=b,chardev=c,chardev=d,"
+		     "chardev=e,chardev=f,chardev=g,chardev=h,chardev=i",
+		     "/mnt", NULL);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -532,6 +568,9 @@ int main(void)
 		T(test_o_mode_not_octal),
 		T(test_o_uid_not_a_number),
 		T(test_log_level_bogus),
+		T(test_serial_port_given_nr_0_is_refused),
+		T(test_chardevs_are_kept_in_order_and_ports_name_several),
+		T(test_port_chardev_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
