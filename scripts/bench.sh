@@ -18,6 +18,9 @@
 # N ports: one simulated guest streams MiB into each of N ports at once
 # (TX interleaved in one loop), N host readers (--check) in parallel;
 # aggregate MB/s as the guest measures it (first byte to last returned).
+# socket chardev: the same two directions through a unix-socket chardev
+# (server=on) on another port, the host end read and written by socat;
+# next to it, socat between two unix sockets with the same tools.
 # MB/s are 10^6 bytes per second, as measured by the receiving side; the
 # many-ports row streams MiB on each port at once and reports the total;
 # the round trip is 1 byte from the simulated guest, echoed by a host
@@ -51,6 +54,8 @@ mkdir "$work/mnt"
 multi=()
 for i in $(seq 0 $((nports - 1))); do multi+=(--port "name=multi$i"); done
 "$build/vportfs" --socket "$work/sock" --port name=bench "${multi[@]}" \
+	--chardev "socket,id=s,path=$work/chr.sock,server=on,wait=off" \
+	--port name=sock,chardev=s \
 	"$work/mnt" 2>"$work/log" &
 daemon=$!
 for _ in $(seq 100); do mountpoint -q "$work/mnt" && break; sleep 0.05; done
@@ -91,6 +96,42 @@ helpers=()
 rtt_med=$(sed -n 's/.*median_us=\([0-9.]*\).*/\1/p' "$work/rtt")
 rtt_p99=$(sed -n 's/.*p99_us=\([0-9.]*\).*/\1/p' "$work/rtt")
 
+# guest -> host through the socket chardev, read by socat
+"$bench" --socket "$work/sock" --port sock --mode g2h --bytes "$bytes" >"$work/sg2h" &
+sim=$!
+helpers+=("$sim")
+# (socat would wait for more after the last byte: it is stopped once
+# --check has all of them)
+exec {sockin}< <(socat -u UNIX-CONNECT:"$work/chr.sock" -)
+reader=$!
+helpers+=("$reader")
+"$bench" --check "$bytes" <&"$sockin" >"$work/sg2h.check"
+exec {sockin}<&-
+wait "$sim"
+kill "$reader" 2>/dev/null || true
+helpers=()
+sock_g2h=$(mbps <"$work/sg2h")
+
+# host -> guest through it, written by socat (socat ends at the input's
+# end; the chardev's client goes with it)
+"$bench" --socket "$work/sock" --port sock --mode h2g --bytes "$bytes" --verify >"$work/sh2g" &
+sim=$!
+helpers+=("$sim")
+"$bench" --gen "$bytes" 2>/dev/null | socat -u - UNIX-CONNECT:"$work/chr.sock"
+wait "$sim"
+helpers=()
+sock_h2g=$(mbps <"$work/sh2g")
+
+# socat between two unix sockets, the same tools around it
+socat -u UNIX-LISTEN:"$work/plain.sock" - | "$bench" --check "$bytes" >"$work/plain.check" &
+plain=$!
+helpers+=("$plain")
+for _ in $(seq 100); do [ -S "$work/plain.sock" ] && break; sleep 0.05; done
+"$bench" --gen "$bytes" 2>/dev/null | socat -u - UNIX-CONNECT:"$work/plain.sock"
+wait "$plain"
+helpers=()
+socat_mbps=$(mbps <"$work/plain.check")
+
 # N ports at once (one more frontend)
 ports=()
 for i in $(seq 0 $((nports - 1))); do ports+=(--port "multi$i"); done
@@ -113,6 +154,9 @@ printf '%-26s %10s\n' "path ($mib MiB)" "MB/s"
 printf '%-26s %10s\n' "guest->host port file" "$g2h"
 printf '%-26s %10s\n' "host->guest port file" "$h2g"
 printf '%-26s %10s\n' "pipe (same tools)" "$pipe"
+printf '%-26s %10s\n' "guest->host socket chardev" "$sock_g2h"
+printf '%-26s %10s\n' "host->guest socket chardev" "$sock_h2g"
+printf '%-26s %10s\n' "socat unix->unix" "$socat_mbps"
 printf '%-26s %10s\n' "$nports ports g2h, $mib MiB each" "$multi_mbps"
 printf '%-26s %10s\n' "1-byte rtt median (us)" "$rtt_med"
 printf '%-26s %10s\n' "1-byte rtt p99 (us)" "$rtt_p99"

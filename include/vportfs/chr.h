@@ -46,6 +46,16 @@ int chr_set_add(struct chr_set *set, const char *spec, char *err,
 		size_t errlen);
 
 /*
+ * The fd backend names descriptors the daemon inherited: check that those
+ * of one --chardev spec are open.  Call before the daemon opens any
+ * descriptor of its own, or a number nobody passed would name one of
+ * ours.  0 (also for any other backend, or a spec that does not parse:
+ * chr_set_add reports that); -EBADF with one line in err naming the
+ * chardev.
+ */
+int chr_check_inherited(const char *spec, char *err, size_t errlen);
+
+/*
  * Bind chardev `id` to the port named `port`.  0; -ENOENT (no such
  * chardev), -EBUSY (bound to another port already: a chardev serves one
  * port, as in QEMU), with one line in err.

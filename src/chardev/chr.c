@@ -104,6 +104,7 @@ int chr_errf(const struct chr *chr, int err_no, char *err, size_t errlen,
 /* ---- the stream ---------------------------------------------------------- */
 
 static void pump(struct chr *chr);
+static void sync_ep(struct chr *chr);
 
 static void pump_cb(void *opaque)
 {
@@ -173,7 +174,13 @@ static void flush_out(struct chr *chr)
 		ssize_t w;
 
 		if (!n) {
-			watch_out(chr, false);
+			/* A sink may hold bytes of its own (telnet): they go
+			 * out before the watch goes off. */
+			w = chr->be->sink ? chr->be->sink(chr, iov, 0) : 0;
+			if (w < 0 && w != -EAGAIN)
+				chr_peer_failed(chr, "write", (int)-w);
+			else
+				watch_out(chr, w == -EAGAIN);
 			return;
 		}
 		if (chr->be->sink) {
@@ -219,54 +226,66 @@ static void input_ended(struct chr *chr)
 		hub_ep_input_done(chr->ep);
 }
 
-/* Peer -> guest, while this chardev is the port's source. */
+/*
+ * Peer -> guest.  The peer's input is read into ibuf whenever it has room,
+ * also while the chardev waits its turn or its port is unplugged, so that
+ * a peer hanging up is seen at once; it is offered to the guest only
+ * while the chardev is the port's source.  A full buffer nobody takes
+ * stops the reading: then the peer's input waits in its fd.
+ */
 static void feed_in(struct chr *chr)
 {
 	size_t moved = 0;
 
-	if (!chr->ep || chr->in_fd < 0 || chr->in_eof)
+	if (!chr->up || chr->in_fd < 0 || chr->in_eof)
 		return;
-	/* Not our turn: the peer's input waits in its fd. */
-	if (!hub_ep_is_source(chr->ep)) {
-		watch_in(chr, false);
-		return;
-	}
 	while (moved < CHR_BUDGET) {
 		ssize_t n;
 
-		if (!chr->ilen) {
-			n = read(chr->in_fd, chr->ibuf, CHR_IN_BUF);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0 && errno == EAGAIN) {
-				watch_in(chr, true);
-				return;
-			}
+		if (chr->ilen && chr->ep && hub_ep_is_source(chr->ep)) {
+			n = hub_ep_write(chr->ep, chr->ibuf + chr->ioff,
+					 chr->ilen);
 			if (n < 0) {
-				chr_peer_failed(chr, "read", errno);
+				/* No room (or a transient failure): the rest
+				 * waits for `changed`, and the peer for us. */
+				watch_in(chr, false);
 				return;
 			}
-			if (n == 0) {
-				input_ended(chr);
-				return;
-			}
-			chr->ioff = 0;
-			chr->ilen = chr->be->filter_in
-					    ? chr->be->filter_in(chr, chr->ibuf,
-								 (size_t)n)
-					    : (size_t)n;
+			chr->ioff += (size_t)n;
+			chr->ilen -= (size_t)n;
+			moved += (size_t)n;
 			continue;
 		}
-		n = hub_ep_write(chr->ep, chr->ibuf + chr->ioff, chr->ilen);
-		if (n < 0) {
-			/* No room (or a transient failure): the rest waits
-			 * for `changed`, and the peer for us. */
+		if (chr->ioff) {
+			memmove(chr->ibuf, chr->ibuf + chr->ioff, chr->ilen);
+			chr->ioff = 0;
+		}
+		if (chr->ilen == CHR_IN_BUF) {
 			watch_in(chr, false);
 			return;
 		}
-		chr->ioff += (size_t)n;
-		chr->ilen -= (size_t)n;
+		n = read(chr->in_fd, chr->ibuf + chr->ilen,
+			 CHR_IN_BUF - chr->ilen);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			watch_in(chr, true);
+			return;
+		}
+		if (n < 0) {
+			chr_peer_failed(chr, "read", errno);
+			return;
+		}
+		if (n == 0) {
+			input_ended(chr);
+			return;
+		}
 		moved += (size_t)n;
+		chr->ilen += chr->be->filter_in
+				     ? chr->be->filter_in(
+					       chr, chr->ibuf + chr->ilen,
+					       (size_t)n)
+				     : (size_t)n;
 	}
 	pump_later(chr);
 }
@@ -285,12 +304,8 @@ static void ep_changed(struct hub_ep *ep, void *opaque)
 	if (hub_ep_gone(chr->ep)) {
 		/* Unplugged: the peer stays, for the port that may come back
 		 * under the same name; what it had sent the old one goes. */
-		hub_ep_detach(chr->ep);
-		chr->ep = NULL;
 		chr->hp = NULL;
-		chr->ilen = 0;
-		watch_in(chr, false);
-		watch_out(chr, false);
+		sync_ep(chr);
 		return;
 	}
 	pump(chr);
@@ -310,7 +325,12 @@ static void sync_ep(struct chr *chr)
 	if (!want && chr->ep) {
 		hub_ep_detach(chr->ep);
 		chr->ep = NULL;
+		/* What the peer sent the old port goes; what it sends from
+		 * now on waits for the next (feed_in). */
 		chr->ilen = 0;
+		watch_out(chr, false);
+		if (chr->up)
+			pump_later(chr);
 		return;
 	}
 	if (!want || chr->ep)
@@ -376,6 +396,10 @@ void chr_peer_up(struct chr *chr, int in_fd, int out_fd, unsigned flags)
 	}
 	vp_debug("chardev %s: peer up", chr->id);
 	sync_ep(chr);
+	/* Not attached (no port of its name now): watch the peer anyway, so
+	 * that its hang-up is seen. */
+	if (!chr->ep)
+		pump_later(chr);
 }
 
 void chr_peer_down(struct chr *chr)
@@ -541,9 +565,14 @@ static ssize_t attr_get(struct hub_port *hp, const char *key, char *buf,
 		if (!strcmp(k, "errors"))
 			return attr_value(buf, len, "%llu",
 					  (unsigned long long)chr->errors);
-		if (chr->be->attr_get)
-			return chr->be->attr_get(chr, k, buf, len);
-		return -ENODATA;
+		if (chr->be->attr_get) {
+			ssize_t n = chr->be->attr_get(chr, k, buf, len);
+
+			/* Not this one's: the key may be of an id that
+			 * extends this one ("a" and "a.b"). */
+			if (n != -ENODATA)
+				return n;
+		}
 	}
 	return -ENODATA;
 }

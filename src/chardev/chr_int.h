@@ -52,7 +52,9 @@ struct chr_backend {
 	void (*peer_gone)(struct chr *chr);
 	/* Take guest output.  NULL: writev() to the peer's out fd.  Bytes
 	 * taken (> 0), -EAGAIN (call again when out_fd is writable), or
-	 * -errno: the sink failed. */
+	 * -errno: the sink failed.  Called with niov 0 when the port has
+	 * nothing more: a sink that holds bytes of its own sends them, and
+	 * returns 0 once it holds none, else -EAGAIN. */
 	ssize_t (*sink)(struct chr *chr, const struct iovec *iov, int niov);
 	/* Rewrite len bytes read from the peer in place (telnet); the new
 	 * length.  NULL: as read. */
@@ -108,8 +110,8 @@ void chr_peer_set_out(struct chr *chr, int out_fd);
  * peer down and call peer_gone.  `what` names the operation. */
 void chr_peer_failed(struct chr *chr, const char *what, int err);
 
-/* Fill err with "chardev ID: " and the formatted rest; returns -err_no
- * for `return chr_errf(...)`. */
+/* Fill err with the formatted message (the caller adds what names the
+ * chardev); returns -err_no, for `return chr_errf(...)`. */
 int chr_errf(const struct chr *chr, int err_no, char *err, size_t errlen,
 	     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 

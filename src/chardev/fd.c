@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "chr_int.h"
@@ -132,3 +134,34 @@ const struct chr_backend chr_stdio_backend = {
 	.start = fd_start,
 	.stop = fd_stop,
 };
+
+int chr_check_inherited(const char *text, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "fd", "in", "out" };
+	struct chr_spec spec;
+	char ignored[128];
+	int rc = 0;
+
+	if (chr_spec_parse(text, &spec, ignored, sizeof(ignored)))
+		return 0;
+	for (size_t i = 0; !rc && !strcmp(spec.backend, "fd") &&
+			   i < sizeof(keys) / sizeof(keys[0]);
+	     i++) {
+		uint64_t v;
+
+		if (!chr_spec_str(&spec, keys[i]) ||
+		    chr_spec_u64(&spec, keys[i], 0, INT_MAX, &v, ignored,
+				 sizeof(ignored)))
+			continue;
+		if (fcntl((int)v, F_GETFD) < 0) {
+			snprintf(err, errlen,
+				 "chardev %s: %s=%llu: descriptor %llu is not "
+				 "open (not inherited)",
+				 spec.id, keys[i], (unsigned long long)v,
+				 (unsigned long long)v);
+			rc = -EBADF;
+		}
+	}
+	chr_spec_free(&spec);
+	return rc;
+}

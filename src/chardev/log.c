@@ -131,6 +131,8 @@ static ssize_t log_sink(struct chr *chr, const struct iovec *iov, int niov)
 	int n = 0;
 	ssize_t w;
 
+	if (niov == 0) /* nothing of its own to flush */
+		return 0;
 	if (lg->max_size && lg->size >= lg->max_size) {
 		int rc = rotate(chr, lg);
 

@@ -243,6 +243,8 @@ static ssize_t socket_sink(struct chr *chr, const struct iovec *iov, int niov)
 	ssize_t rc;
 
 	if (!s->telnet) {
+		if (niov == 0)
+			return 0;
 		rc = sendmsg(peer_fd, &mh, MSG_NOSIGNAL);
 		return rc < 0 ? -errno : rc;
 	}

@@ -165,7 +165,7 @@ int main(int argc, char **argv)
 	struct vser_config dcfg = { 0 };
 	struct hub_config hcfg = { 0 };
 	struct pfs_config fcfg = { 0 };
-	struct ev_loop *ev = EV_DEFAULT;
+	struct ev_loop *ev;
 	ev_signal sigint, sigterm, sighup;
 	struct vp_loop *loop = NULL;
 	struct vser *dev = NULL;
@@ -194,6 +194,14 @@ int main(int argc, char **argv)
 		printf("{\n  \"type\": \"console\",\n  \"features\": []\n}\n");
 		goto out_opts;
 	}
+	/* Before we open anything (libev's epoll fd is the first). */
+	for (unsigned i = 0; i < o.nchardevs; i++) {
+		if (chr_check_inherited(o.chardevs[i], err, sizeof(err))) {
+			fprintf(stderr, "vportfs: %s\n", err);
+			goto out_opts;
+		}
+	}
+	ev = EV_DEFAULT;
 	vp_log_set_level(o.log_level);
 	vp_log_use_syslog(o.syslog);
 	/* A guest or reader going away mid-write must not kill us. */
