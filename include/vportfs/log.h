@@ -27,6 +27,11 @@ bool vp_log_enabled(enum vp_log_level level);
 void vp_log(enum vp_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* A start-up failure, the daemon's last words: always one line on stderr
+ * ("vportfs: " and the message), and with --syslog in syslog too (LOG_ERR),
+ * where a service manager's user looks for it. */
+void vp_log_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* A per-call-site budget: at most a burst of messages per interval. */
 struct vp_ratelimit {
 	uint64_t window_start_ms;

@@ -95,7 +95,10 @@ bool vq_has_avail(struct vq *vq);
 /*
  * Pop the next chain.  Returns 1 and sets *out (malloc'd, caller owns),
  * 0 if the ring is empty, -EIO if the queue is (now) broken, -ENOMEM.
- * Malformed chains are pushed back with len 0 and skipped, never returned.
+ * Malformed chains are pushed back with len 0 and skipped, never returned;
+ * after a ring's worth of them in one call it returns -EAGAIN: the caller
+ * ends its turn and comes back from the loop (a guest re-posting bad
+ * chains as fast as we return them must not hold the loop).
  */
 int vq_pop(struct vq *vq, const struct vq_mem *mem, struct vq_elem **out);
 

@@ -95,8 +95,8 @@ static int add_ports(struct vser *dev, const struct vp_opts *o,
 				continue;
 			rc = vser_port_add(dev, &pc, &ports[i]);
 			if (rc) {
-				fprintf(stderr, "vportfs: --port name=%s: %s\n",
-					p->name, strerror(-rc));
+				vp_log_fatal("--port name=%s: %s", p->name,
+					     strerror(-rc));
 				return rc;
 			}
 		}
@@ -113,8 +113,7 @@ static int add_chardevs(struct chr_set *chrs, const struct vp_opts *o,
 
 	for (unsigned i = 0; i < o->nchardevs; i++) {
 		if (chr_set_add(chrs, o->chardevs[i], err, sizeof(err))) {
-			fprintf(stderr, "vportfs: --chardev %s: %s\n",
-				o->chardevs[i], err);
+			vp_log_fatal("--chardev %s: %s", o->chardevs[i], err);
 			return -EINVAL;
 		}
 	}
@@ -126,8 +125,7 @@ static int add_chardevs(struct chr_set *chrs, const struct vp_opts *o,
 		for (unsigned k = 0; k < p->nchardevs; k++) {
 			if (chr_set_bind(chrs, p->chardevs[k], label, err,
 					 sizeof(err))) {
-				fprintf(stderr, "vportfs: --port name=%s: %s\n",
-					p->name, err);
+				vp_log_fatal("--port name=%s: %s", p->name, err);
 				return -EINVAL;
 			}
 		}
@@ -149,10 +147,10 @@ static int check_file_names(struct vser *dev)
 			hub_label(vser_port_nr(q), vser_port_name(q), b,
 					  sizeof(b));
 			if (strcmp(a, b) == 0) {
-				fprintf(stderr,
-					"vportfs: --port: ports %u and %u would "
-					"both be the file '%s'\n",
-					vser_port_nr(p), vser_port_nr(q), a);
+				vp_log_fatal("--port: ports %u and %u would "
+					     "both be the file '%s'",
+					     vser_port_nr(p), vser_port_nr(q),
+					     a);
 				return -EINVAL;
 			}
 		}
@@ -194,32 +192,40 @@ int main(int argc, char **argv)
 		printf("{\n  \"type\": \"console\",\n  \"features\": []\n}\n");
 		goto out_opts;
 	}
+	/* From here on every failure is logged, to syslog too with --syslog
+	 * (openlog opens nothing yet). */
+	vp_log_set_level(o.log_level);
+	vp_log_use_syslog(o.syslog);
 	/* Before we open anything (libev's epoll fd is the first). */
 	for (unsigned i = 0; i < o.nchardevs; i++) {
 		if (chr_check_inherited(o.chardevs[i], err, sizeof(err))) {
-			fprintf(stderr, "vportfs: %s\n", err);
+			vp_log_fatal("%s", err);
 			goto out_opts;
 		}
 	}
 	ev = EV_DEFAULT;
-	vp_log_set_level(o.log_level);
-	vp_log_use_syslog(o.syslog);
+	if (!ev) {
+		vp_log_fatal("cannot create the event loop (libev)");
+		goto out_opts;
+	}
 	/* A guest or reader going away mid-write must not kill us. */
 	signal(SIGPIPE, SIG_IGN);
 
 	loop = vp_ev_loop_new(ev);
-	if (!loop)
+	if (!loop) {
+		vp_log_fatal("cannot create the event loop: out of memory");
 		goto out_opts;
+	}
 	dcfg.max_ports = o.max_ports;
 	dcfg.out_per_session = o.session;
 	dev = vser_new(loop, &dcfg);
 	if (!dev) {
-		vp_err("cannot create the device");
+		vp_log_fatal("cannot create the device: out of memory");
 		goto out_loop;
 	}
 	ports = calloc(o.nports ? o.nports : 1, sizeof(*ports));
 	if (!ports) {
-		vp_err("cannot add the ports: out of memory");
+		vp_log_fatal("cannot add the ports: out of memory");
 		goto out_dev;
 	}
 	if (add_ports(dev, &o, ports) || check_file_names(dev)) {
@@ -231,7 +237,7 @@ int main(int argc, char **argv)
 	hub = hub_new(loop, dev, &hcfg);
 	chrs = hub ? chr_set_new(loop, hub) : NULL;
 	if (!chrs) {
-		vp_err("cannot create the port hub: out of memory");
+		vp_log_fatal("cannot create the port hub: out of memory");
 		goto out_hub;
 	}
 	if (add_chardevs(chrs, &o, ports)) {
@@ -241,7 +247,7 @@ int main(int argc, char **argv)
 	/* Before the VMM can connect: a server with wait=on holds the VM
 	 * back until its client is there, as in QEMU. */
 	if (chr_set_start(chrs, err, sizeof(err))) {
-		vp_err("%s", err);
+		vp_log_fatal("%s", err);
 		goto out_hub;
 	}
 	if (o.socket_path)
@@ -249,8 +255,9 @@ int main(int argc, char **argv)
 	else
 		rc = vu_listen_fd(vser_vu(dev), o.listen_fd);
 	if (rc) {
-		fprintf(stderr, "vportfs: cannot listen on %s: %s\n",
-			o.socket_path ? o.socket_path : "--fd", strerror(-rc));
+		vp_log_fatal("cannot listen on %s: %s",
+			     o.socket_path ? o.socket_path : "--fd",
+			     strerror(-rc));
 		goto out_hub;
 	}
 

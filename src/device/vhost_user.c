@@ -82,16 +82,19 @@ static void guard_install(void)
 		installed = true;
 }
 
-static void guard_add(void *addr, size_t len, int wake_fd)
+/* 0, or -ENOSPC: the table is full, and the mapping must not be used
+ * unguarded. */
+static int guard_add(void *addr, size_t len, int wake_fd)
 {
 	for (unsigned i = 0; i < GUARD_SLOTS; i++) {
 		if (!guard[i].addr) {
 			guard[i].len = len;
 			guard[i].wake_fd = wake_fd;
 			guard[i].addr = addr;
-			return;
+			return 0;
 		}
 	}
+	return -ENOSPC;
 }
 
 static void guard_remove(void *addr)
@@ -184,8 +187,7 @@ static void queue_stop(struct vu *vu, unsigned q, bool keep)
 	if (vu->ops->queue_stop) /* still started: may push */
 		vu->ops->queue_stop(vu->opaque, q, keep);
 	vq->started = false;
-	vp_watch_free(vu->loop, vq->kick_watch);
-	vq->kick_watch = NULL;
+	vp_watch_set(vu->loop, vq->kick_watch, 0);
 }
 
 static void kick_cb(struct vp_watch *w, int revents, void *opaque);
@@ -227,12 +229,9 @@ static void queue_maybe_start(struct vu *vu, unsigned q)
 	vq->vq.inflight = inflight;
 	vq->vq.event_idx = vu->features & (1ull << VIRTIO_F_EVENT_IDX);
 	vq->vq.indirect = vu->features & (1ull << VIRTIO_F_INDIRECT_DESC);
-	vq->kick_watch = vp_watch_new(vu->loop, vq->kick_fd, VP_EV_READ,
-				      kick_cb, vq);
-	if (!vq->kick_watch) {
-		vp_err("queue %u: out of memory for its kick watch", q);
-		return;
-	}
+	/* Made with the kick fd (h_set_vring_kick), so that starting cannot
+	 * fail after the frontend was told all went well. */
+	vp_watch_set(vu->loop, vq->kick_watch, VP_EV_READ);
 	vq->started = true;
 	vp_debug("queue %u started (num %u, base %u)", q, vq->num, vq->base);
 	/* Buffers may already be waiting: the guest kicked before we
@@ -245,6 +244,8 @@ static void queue_reset(struct vu *vu, unsigned q)
 	struct vu_queue *vq = &vu->queues[q];
 
 	queue_stop(vu, q, false);
+	vp_watch_free(vu->loop, vq->kick_watch);
+	vq->kick_watch = NULL;
 	close_fd(&vq->kick_fd);
 	close_fd(&vq->call_fd);
 	close_fd(&vq->err_fd);
@@ -541,8 +542,14 @@ static int h_set_mem_table(struct req *r)
 		rc = map_region(&mem.r[i], &t->regions[i], r->fds[i]);
 		if (rc)
 			goto err_unmap;
-		guard_add(mem.r[i].map, mem.r[i].map_len, vu->bus_fd);
 		mem.nregions++;
+		rc = guard_add(mem.r[i].map, mem.r[i].map_len, vu->bus_fd);
+		if (rc) {
+			vp_warn("guest memory: no room left to guard region %u "
+				"against SIGBUS; table refused",
+				i);
+			goto err_unmap;
+		}
 	}
 	/* Stop rings that pointed into the old table; they restart below
 	 * with the new mappings (the frontend may resend addresses too). */
@@ -657,8 +664,18 @@ static int h_set_vring_kick(struct req *r)
 		return -EOPNOTSUPP;
 	q = (unsigned)(vq - r->vu->queues);
 	queue_pause(r->vu, q, true);
+	vp_watch_free(r->vu->loop, vq->kick_watch);
+	vq->kick_watch = NULL;
 	close_fd(&vq->kick_fd);
+	vq->kick_set = false;
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	/* The watch is made here, paused, so that the frontend hears of a
+	 * failure now (REPLY_ACK) rather than a queue never starting. */
+	vq->kick_watch = vp_watch_new(r->vu->loop, fd, 0, kick_cb, vq);
+	if (!vq->kick_watch) {
+		close(fd);
+		return -ENOMEM;
+	}
 	vq->kick_fd = fd;
 	vq->kick_set = true;
 	/* Without protocol features a ring is enabled by its kick fd. */

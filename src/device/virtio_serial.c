@@ -97,6 +97,7 @@ struct vser {
 	bool driver_ready;
 	bool process_scheduled;
 	bool ctrl_tx_dirty; /* control TX had more than one budget's worth */
+	bool ctrl_rx_dirty; /* so had control RX (our messages to send) */
 	uint64_t features;
 	struct virtio_console_config config;
 	/* Guest output on a TX queue with no port (posted after an unplug,
@@ -177,6 +178,7 @@ static void device_event(struct vser *dev, enum vser_dev_event ev)
 }
 
 static void ctrl_tx_kick(struct vser *dev);
+static void ctrl_flush(struct vser *dev);
 
 static void process_cb(void *opaque)
 {
@@ -186,6 +188,10 @@ static void process_cb(void *opaque)
 	if (dev->ctrl_tx_dirty) {
 		dev->ctrl_tx_dirty = false;
 		ctrl_tx_kick(dev);
+	}
+	if (dev->ctrl_rx_dirty) {
+		dev->ctrl_rx_dirty = false;
+		ctrl_flush(dev);
 	}
 	for (unsigned nr = 0; nr < dev->cfg.max_ports; nr++) {
 		struct vser_port *port = dev->ports[nr];
@@ -214,16 +220,27 @@ static void port_schedule(struct vser_port *port)
 static void ctrl_flush(struct vser *dev)
 {
 	struct vq *vq = started_queue(dev, VSER_CTRL_RXQ);
+	unsigned budget;
 	uint16_t before;
 
 	if (!vq)
 		return;
 	before = vq->used_idx;
+	/* A ring's worth per turn: buffers we cannot use (wrong direction,
+	 * too small) a guest may post without end. */
+	budget = vq->num;
 	while (!TAILQ_EMPTY(&dev->ctrl_out)) {
 		struct ctrl_msg *m = TAILQ_FIRST(&dev->ctrl_out);
 		struct vq_elem *e;
+		int rc;
 
-		if (vq_pop(vq, vu_mem(dev->vu), &e) <= 0)
+		rc = budget-- ? vq_pop(vq, vu_mem(dev->vu), &e) : -EAGAIN;
+		if (rc == -EAGAIN) {
+			dev->ctrl_rx_dirty = true;
+			dev_schedule(dev);
+			break;
+		}
+		if (rc <= 0)
 			break;
 		if (wrong_direction(e, false)) {
 			vq_push(vq, e->head, 0);
@@ -517,11 +534,13 @@ static void ctrl_tx_kick(struct vser *dev)
 	 * worth per turn so that a flood cannot starve the loop. */
 	budget = vq->num;
 	do {
-		while (budget && vq_pop(vq, vu_mem(dev->vu), &e) > 0) {
-			budget--;
+		int rc = 0;
+
+		while (budget && (rc = vq_pop(vq, vu_mem(dev->vu), &e)) > 0) {
 			uint8_t msg[sizeof(struct virtio_console_control)];
 			size_t n = 0;
 
+			budget--;
 			if (wrong_direction(e, true)) {
 				vq_push(vq, e->head, 0);
 				free(e);
@@ -540,7 +559,7 @@ static void ctrl_tx_kick(struct vser *dev)
 			free(e);
 			vser_handle_control(dev, msg, n);
 		}
-		if (!budget) {
+		if (!budget || rc == -EAGAIN) {
 			dev->ctrl_tx_dirty = true;
 			dev_schedule(dev);
 			break;
@@ -690,7 +709,7 @@ static bool port_pull_tx(struct vser_port *port)
 			vq_push(vq, e->head, 0);
 			free(e);
 		}
-		if (rc == -ENOMEM || !budget) {
+		if (rc == -ENOMEM || rc == -EAGAIN || !budget) {
 			/* Later, rather than spin (or hog the loop) now. */
 			port_schedule(port);
 			break;
@@ -943,6 +962,8 @@ static size_t rx_fill(struct vser_port *port, const struct iovec *src, int nsrc)
 		size_t n;
 		int rc = vq_pop(vq, vu_mem(dev->vu), &e);
 
+		if (rc == -EAGAIN)
+			port_schedule(port);
 		if (rc < 0)
 			break;
 		budget--;

@@ -261,6 +261,7 @@ int vq_pop(struct vq *vq, const struct vq_mem *mem, struct vq_elem **out)
 {
 	/* Static: the daemon is single-threaded and a walk is 16 KiB. */
 	static struct walk w;
+	unsigned skipped = 0;
 
 	*out = NULL;
 	/* A guest that offers the same head again and again would have us
@@ -285,6 +286,8 @@ int vq_pop(struct vq *vq, const struct vq_mem *mem, struct vq_elem **out)
 			vq->bad_chains++;
 			vp_warn_rl("dropping malformed descriptor chain %u (desc addr 0x%llx len %u flags 0x%x, ring of %u)", head, (unsigned long long)vq->desc[head].addr, vq->desc[head].len, vq->desc[head].flags, vq->num);
 			vq_push(vq, head, 0);
+			if (++skipped >= vq->num)
+				return -EAGAIN;
 			continue;
 		}
 		e = malloc(sizeof(*e) + w.niov * sizeof(struct iovec));

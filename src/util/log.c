@@ -71,6 +71,19 @@ static void vlog(enum vp_log_level level, const char *fmt, va_list ap)
 		fprintf(stderr, "vportfs: %s: %s\n", level_names[level], line);
 }
 
+void vp_log_fatal(const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "vportfs: %s\n", line);
+	if (log_syslog)
+		syslog(LOG_ERR, "%s", line);
+}
+
 void vp_log(enum vp_log_level level, const char *fmt, ...)
 {
 	va_list ap;

@@ -211,6 +211,51 @@ class BadOptions(CliTest):
         self.check_rejected([self.mnt], "--socket", socket_arg=False)
 
 
+class StartupFailuresInSyslog(CliTest):
+    """With --syslog, a start-up failure reaches syslog (where a service
+    manager's user looks) as well as stderr.  The daemon runs in a private
+    mount namespace whose /dev/log is a socket of the test's."""
+
+    def run_with_syslog(self, args):
+        log = os.path.join(self.dir, "log")
+        rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(rx.close)
+        rx.bind(log)
+        rx.settimeout(5)
+        script = ('mount -t tmpfs vportfs-test /dev && ln -s "$0" /dev/log '
+                  '&& exec "$@"')
+        proc = subprocess.run(["unshare", "-m", "--propagation", "private",
+                               "sh", "-c", script, log, VPORTFS, "--syslog"]
+                              + list(args), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=CMD_TIMEOUT)
+        msgs = []
+        while True:
+            try:
+                msgs.append(rx.recv(4096).decode(errors="replace"))
+            except (socket.timeout, BlockingIOError):
+                break
+            rx.settimeout(0.2)
+        return proc.returncode, proc.stderr.decode(errors="replace"), msgs
+
+    def test_listen_failure_is_in_syslog_and_on_stderr(self):
+        bad = os.path.join(self.dir, "no", "such", "dir", "vhost.sock")
+        rc, err, msgs = self.run_with_syslog(
+            ["--socket", bad, "--port", "name=data", self.mnt])
+        self.assertEqual(rc, 1, err)
+        self.assertIn("cannot listen on " + bad, err)
+        self.assertTrue(any("cannot listen on " + bad in m for m in msgs),
+                        msgs)
+        self.assertFalse(mounted(self.mnt))
+
+    def test_chardev_that_cannot_open_is_in_syslog(self):
+        rc, err, msgs = self.run_with_syslog(
+            ["--socket", self.sock, "--chardev",
+             "file,id=f,path=/nonexistent-dir/x",
+             "--port", "name=data,chardev=f", self.mnt])
+        self.assertEqual(rc, 1, err)
+        self.assertTrue(any("chardev f" in m for m in msgs), msgs)
+
+
 class HelpVersion(CliTest):
     def test_help_prints_usage_and_exits_0(self):
         for flag in ("--help", "-h"):

@@ -52,6 +52,7 @@ struct fake_loop {
 	uint64_t next_serial;
 	struct deferred *pending;
 	unsigned npending, pcap;
+	unsigned fail_watches; /* so many watch_new calls fail next */
 };
 
 static struct vp_watch *f_watch_new(struct vp_loop *loop, int fd, int events,
@@ -60,6 +61,10 @@ static struct vp_watch *f_watch_new(struct vp_loop *loop, int fd, int events,
 	struct fake_loop *fl = (struct fake_loop *)loop;
 	struct vp_watch *w;
 
+	if (fl->fail_watches) {
+		fl->fail_watches--;
+		return NULL;
+	}
 	if (fl->nwatches == fl->wcap) {
 		unsigned cap = fl->wcap ? 2 * fl->wcap : 16;
 		struct vp_watch **p = realloc(fl->watches, cap * sizeof(*p));
@@ -191,6 +196,11 @@ unsigned fake_loop_fire_timers(struct fake_loop *fl)
 		t->cb(t, t->opaque);
 		n++;
 	}
+}
+
+void fake_loop_fail_watches(struct fake_loop *fl, unsigned n)
+{
+	fl->fail_watches = n;
 }
 
 unsigned fake_loop_ntimers(const struct fake_loop *fl)

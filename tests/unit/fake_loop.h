@@ -35,6 +35,9 @@ unsigned fake_loop_run_deferred(struct fake_loop *fl);
  * whatever the fd's state.  false if no watch is on fd. */
 bool fake_loop_fire(struct fake_loop *fl, int fd, int revents);
 
+/* The next n watch_new calls fail (allocation failure). */
+void fake_loop_fail_watches(struct fake_loop *fl, unsigned n);
+
 /* Live watches, and the events watched on fd (-1 if fd is not watched). */
 unsigned fake_loop_nwatches(const struct fake_loop *fl);
 int fake_loop_watch_events(const struct fake_loop *fl, int fd);

@@ -1010,6 +1010,76 @@ static void test_vring_starts_on_kick_without_protocol_features(void **state)
 	close(efd);
 }
 
+/* The kick watch is made when the kick fd comes: if that fails, the
+ * frontend hears it (REPLY_ACK), and a queue never "starts" without one. */
+static void test_kick_watch_allocation_failure_fails_set_vring_kick(
+	void **state)
+{
+	struct fx *f = *state;
+	int efd = eventfd(0, EFD_CLOEXEC);
+	uint64_t v = 0;
+
+	prepare_queue(f, 0, 0);
+	assert_true(efd >= 0);
+	fake_loop_fail_watches(f->fl, 1);
+	assert_int_not_equal(request_ack(f, VU_REQ_SET_VRING_KICK, &v, 8,
+					 &efd, 1),
+			     0);
+	assert_int_equal(set_state(f, VU_REQ_SET_VRING_ENABLE, 0, 1), 0);
+	assert_false(vu_queue_started(f->vu, 0));
+	/* Sent again, with memory to spare: the queue starts. */
+	assert_int_equal(request_ack(f, VU_REQ_SET_VRING_KICK, &v, 8, &efd, 1),
+			 0);
+	assert_true(vu_queue_started(f->vu, 0));
+	close(efd);
+}
+
+/* The SIGBUS guard has room for two full tables (a table replacing
+ * another): a mapping it cannot guard is refused, never used unguarded. */
+static void test_mem_table_the_sigbus_guard_cannot_cover_is_refused(
+	void **state)
+{
+	enum { SLOTS = 2 * VU_MAX_MEM_REGIONS };
+	struct fx *f = *state;
+	struct vu_config cfg = { .features = OFFERED_FEATURES,
+				 .protocol_features = OFFERED_PROTOCOL_FEATURES,
+				 .nqueues = NQUEUES };
+	struct fx more[SLOTS];
+	struct vu_mem_table t;
+	uint32_t size = mem_table_payload(&t, MEM_GPA, MEM_SIZE, MEM_UVA, 0);
+
+	set_mem_table(f); /* the first slot */
+	for (unsigned i = 0; i < SLOTS; i++) {
+		more[i] = *f;
+		more[i].vu = vu_new(fake_loop_vp(f->fl), &cfg, &rec_ops,
+				    &more[i].rec);
+		assert_non_null(more[i].vu);
+		attach_new_frontend(&more[i]);
+		/* Slots 1..SLOTS-1 are free; the last one is not. */
+		if (i < SLOTS - 1)
+			assert_int_equal(request_ack(&more[i],
+						     VU_REQ_SET_MEM_TABLE, &t,
+						     size, &f->memfd, 1),
+					 0);
+		else
+			assert_int_not_equal(request_ack(&more[i],
+							 VU_REQ_SET_MEM_TABLE,
+							 &t, size, &f->memfd,
+							 1),
+					     0);
+	}
+	/* A slot freed is a slot for the next table. */
+	vu_free(more[0].vu);
+	close(more[0].sock);
+	assert_int_equal(request_ack(&more[SLOTS - 1], VU_REQ_SET_MEM_TABLE, &t,
+				     size, &f->memfd, 1),
+			 0);
+	for (unsigned i = 1; i < SLOTS; i++) {
+		vu_free(more[i].vu);
+		close(more[i].sock);
+	}
+}
+
 static void test_kick_fd_event_calls_queue_kick(void **state)
 {
 	struct fx *f = *state;
@@ -1534,6 +1604,8 @@ int main(void)
 		T(test_set_mem_table_memfd_smaller_than_region_fails),
 		T(test_vring_starts_on_enable_and_device_is_kicked),
 		T(test_vring_starts_on_kick_without_protocol_features),
+		T(test_kick_watch_allocation_failure_fails_set_vring_kick),
+		T(test_mem_table_the_sigbus_guard_cannot_cover_is_refused),
 		T(test_kick_fd_event_calls_queue_kick),
 		T(test_vring_with_rings_outside_memory_does_not_start),
 		T(test_get_vring_base_returns_index_and_stops_ring),

@@ -686,6 +686,34 @@ static void test_pop_returns_0_after_pushing_back_only_bad_chains(void **state)
 	assert_false(f->vq.broken);
 }
 
+/* A guest re-posting bad chains as fast as they come back: one call skips
+ * at most a ring's worth, then hands the loop back (-EAGAIN), and the next
+ * call goes on where it stopped. */
+static void test_pop_gives_the_loop_back_after_a_ring_of_bad_chains(
+	void **state)
+{
+	struct fx *f = *state;
+	struct vq_elem *e;
+
+	set_desc(f, 0, BELOW_GPA, 4, 0, 0);
+	set_desc(f, 1, R1_GPA, 4, 0, 0);
+	for (unsigned i = 0; i < NUM; i++)
+		make_avail(f, 0);
+	assert_int_equal(vq_pop(&f->vq, &f->mem, &e), -EAGAIN);
+	assert_null(e);
+	assert_int_equal(f->vq.bad_chains, NUM);
+	assert_int_equal(f->used->idx, NUM);
+	/* The guest posts them again, and a good one after them. */
+	for (unsigned i = 0; i < NUM - 1; i++)
+		make_avail(f, 0);
+	make_avail(f, 1);
+	assert_int_equal(vq_pop(&f->vq, &f->mem, &e), 1);
+	assert_int_equal(e->head, 1);
+	free(e);
+	assert_int_equal(f->vq.bad_chains, 2 * NUM - 1);
+	assert_false(f->vq.broken);
+}
+
 /* ---- broken rings ------------------------------------------------------- */
 
 static void test_avail_idx_jumping_more_than_num_breaks_queue(void **state)
@@ -1125,6 +1153,7 @@ int main(void)
 		T(test_pop_skips_indirect_next_out_of_table),
 		T(test_pop_skips_indirect_entry_outside_memory),
 		T(test_pop_returns_0_after_pushing_back_only_bad_chains),
+		T(test_pop_gives_the_loop_back_after_a_ring_of_bad_chains),
 		T(test_avail_idx_jumping_more_than_num_breaks_queue),
 		T(test_avail_idx_exactly_num_ahead_is_fine),
 		T(test_avail_idx_moving_back_is_quiet_and_resync_adopts_it),
