@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Install what is missing, build with -Werror, run every test suite (unit,
-# integration, guest) and end with one summary line.  Exit status is
-# non-zero if anything failed.  CI (.ci/run) runs exactly this.
+# integration, sanitize, guest) and end with one summary line.  Exit status
+# is non-zero if anything failed.  CI (.ci/run) runs exactly this.
 #
-#   scripts/test.sh [unit|integration|guest ...]   (default: all)
+#   scripts/test.sh [unit|integration|sanitize|guest ...]   (default: all)
+#
+# sanitize: the unit and integration suites again, on an ASan+UBSan build
+# (build-asan/); any report of either, in any process, fails it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(unit integration guest)
+[ ${#suites[@]} -gt 0 ] || suites=(unit integration sanitize guest)
 
 scripts/install-deps.sh || { echo "test.sh: installing dependencies failed"; exit 1; }
 
@@ -41,6 +44,41 @@ run() {
 	fi
 }
 
+# The unit and integration suites on an ASan+UBSan build.  Reports go to
+# files, so that one in a daemon whose exit status no test looks at still
+# fails the run.
+sanitize() {
+	local san=${VPORTFS_SAN_BUILD:-$root/build-asan} logs flags
+	flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+	flags+=" -fno-omit-frame-pointer"
+	if ! { cmake -S . -B "$san" -DVPORTFS_WERROR=ON -DCMAKE_BUILD_TYPE=Debug \
+		-DCMAKE_C_FLAGS="$flags" \
+		-DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
+		-DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=address,undefined" \
+		>/dev/null && cmake --build "$san" -j"$(nproc)" >/dev/null; }; then
+		echo "test.sh: sanitizer build FAILED"
+		result[sanitize]="FAIL(build)"
+		failed=1
+		return
+	fi
+	logs=$(mktemp -d /var/tmp/vportfs-san.XXXXXX)
+	ASAN_OPTIONS="log_path=$logs/asan:detect_leaks=1" \
+	UBSAN_OPTIONS="print_stacktrace=1:log_path=$logs/ubsan" \
+	VPORTFS_BUILD=$san run sanitize-unit 300 \
+		ctest --test-dir "$san" --output-on-failure --timeout 120
+	ASAN_OPTIONS="log_path=$logs/asan:detect_leaks=1" \
+	UBSAN_OPTIONS="print_stacktrace=1:log_path=$logs/ubsan" \
+	VPORTFS_BUILD=$san run sanitize-integration 1200 \
+		python3 -m unittest discover -s tests/integration
+	if compgen -G "$logs/*" >/dev/null; then
+		echo "test.sh: sanitizer reports:"
+		head -n 60 "$logs"/*
+		result[sanitize-reports]=FAIL
+		failed=1
+	fi
+	rm -rf "$logs"
+}
+
 for s in "${suites[@]}"; do
 	case $s in
 	unit)
@@ -48,11 +86,14 @@ for s in "${suites[@]}"; do
 	integration)
 		run integration 900 python3 -m unittest discover -v \
 			-s tests/integration ;;
+	sanitize)
+		sanitize ;;
 	guest)
 		run guest-harness 300 tests/guest/test_harness.sh
 		run guest 1200 python3 -m unittest discover -v -s tests/guest ;;
 	*)
-		echo "test.sh: unknown suite '$s' (unit, integration, guest)"; exit 2 ;;
+		echo "test.sh: unknown suite '$s' (unit, integration, sanitize," \
+			"guest)"; exit 2 ;;
 	esac
 done
 

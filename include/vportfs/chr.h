@@ -46,8 +46,8 @@ int chr_set_add(struct chr_set *set, const char *spec, char *err,
 		size_t errlen);
 
 /*
- * The fd backend names descriptors the daemon inherited: check that those
- * of one --chardev spec are open.  Call before the daemon opens any
+ * The fd and stdio backends name descriptors the daemon inherited: check
+ * that those of one --chardev spec are open.  Call before the daemon opens any
  * descriptor of its own, or a number nobody passed would name one of
  * ours.  0 (also for any other backend, or a spec that does not parse:
  * chr_set_add reports that); -EBADF with one line in err naming the

@@ -50,9 +50,8 @@ struct hub_config {
 	 * attached (or the next one); when that session ends it is hung up:
 	 * EOF after the session's last byte, writes refused (-EPIPE). */
 	bool session;
-	/* -o exclusive: one endpoint of any kind per port and provider
-	 * (endpoints with the same ops: one open port file, whatever
-	 * chardevs are attached). */
+	/* -o exclusive: one endpoint of any kind per port, HUB_EP_PERSISTENT
+	 * ones aside (one open port file, whatever chardevs are attached). */
 	bool exclusive;
 };
 
@@ -200,7 +199,8 @@ struct hub_ep_ops {
  * Attach an endpoint to a plugged port.  `flags` is HUB_EP_*.  The hub
  * owns *out until hub_ep_detach.  0; -ENODEV (port gone), -EBUSY (the
  * sharing rule: the source is taken and HUB_EP_WAIT_TURN is not set, or
- * -o exclusive and the port has an endpoint with the same ops), -ENOMEM.  A reading
+ * -o exclusive and the port has an endpoint, persistent ones aside),
+ * -ENOMEM.  A reading
  * endpoint starts with what no reader has received yet (in session mode:
  * of the open guest session only); see enum vser_backlog.
  */

@@ -210,52 +210,72 @@ static void flush_out(struct chr *chr)
 	}
 }
 
+/* The peer's input ended and the guest has taken all of it: the chardev
+ * feeds the guest no more, and the next writer in turn may. */
+static void input_drained(struct chr *chr)
+{
+	if (chr->ep)
+		hub_ep_input_done(chr->ep);
+}
+
 static void input_ended(struct chr *chr)
 {
-	/* One fd both ways (a socket): the peer left. */
+	/* One fd both ways (a socket): the peer left, and what it sent the
+	 * guest has not taken goes with it. */
 	if (chr->in_fd == chr->out_fd) {
-		vp_info("chardev %s: peer disconnected", chr->id);
+		vp_debug("chardev %s: peer disconnected", chr->id);
 		chr_peer_down(chr);
 		if (chr->be->peer_gone)
 			chr->be->peer_gone(chr);
 		return;
 	}
+	/* Input only (a file's input-path, fd in=): what was read still
+	 * goes to the guest, in its turn. */
 	chr->in_eof = true;
 	watch_in(chr, false);
-	if (chr->ep)
-		hub_ep_input_done(chr->ep);
+	if (!chr->ilen)
+		input_drained(chr);
+	else
+		pump_later(chr);
 }
 
 /*
- * Peer -> guest.  The peer's input is read into ibuf whenever it has room,
- * also while the chardev waits its turn or its port is unplugged, so that
- * a peer hanging up is seen at once; it is offered to the guest only
- * while the chardev is the port's source.  A full buffer nobody takes
- * stops the reading: then the peer's input waits in its fd.
+ * Peer -> guest.  The peer's input is read into ibuf whenever it has room:
+ * also while the chardev waits its turn, while the guest cannot take more
+ * and while its port is unplugged, so that a peer hanging up is seen at
+ * once.  It is offered to the guest only while the chardev is the port's
+ * source.  A full buffer stops the reading: then the peer's input waits
+ * in its fd.
  */
 static void feed_in(struct chr *chr)
 {
+	bool guest_full = false;
 	size_t moved = 0;
 
-	if (!chr->up || chr->in_fd < 0 || chr->in_eof)
+	if (!chr->up || chr->in_fd < 0)
 		return;
 	while (moved < CHR_BUDGET) {
 		ssize_t n;
 
-		if (chr->ilen && chr->ep && hub_ep_is_source(chr->ep)) {
+		if (chr->ilen && !guest_full && chr->ep &&
+		    hub_ep_is_source(chr->ep)) {
 			n = hub_ep_write(chr->ep, chr->ibuf + chr->ioff,
 					 chr->ilen);
 			if (n < 0) {
 				/* No room (or a transient failure): the rest
-				 * waits for `changed`, and the peer for us. */
-				watch_in(chr, false);
-				return;
+				 * waits for `changed`; reading goes on. */
+				guest_full = true;
+				continue;
 			}
 			chr->ioff += (size_t)n;
 			chr->ilen -= (size_t)n;
 			moved += (size_t)n;
+			if (!chr->ilen && chr->in_eof)
+				input_drained(chr);
 			continue;
 		}
+		if (chr->in_eof)
+			return;
 		if (chr->ioff) {
 			memmove(chr->ibuf, chr->ibuf + chr->ioff, chr->ilen);
 			chr->ioff = 0;
@@ -337,7 +357,7 @@ static void sync_ep(struct chr *chr)
 		return;
 	if (chr->out_fd >= 0 || chr->be->sink)
 		flags |= HUB_EP_READ;
-	if (chr->in_fd >= 0 && !chr->in_eof)
+	if (chr->in_fd >= 0 && (!chr->in_eof || chr->ilen))
 		flags |= HUB_EP_WRITE | HUB_EP_WAIT_TURN;
 	rc = hub_ep_attach(chr->hp, flags, &chr_ep_ops, chr, &chr->ep);
 	if (rc) {
@@ -448,7 +468,8 @@ void chr_peer_set_out(struct chr *chr, int out_fd)
 void chr_peer_failed(struct chr *chr, const char *what, int err)
 {
 	chr->errors++;
-	vp_warn("chardev %s: %s: %s; detached", chr->id, what, strerror(err));
+	vp_warn_rl("chardev %s: %s: %s; detached", chr->id, what,
+		   strerror(err));
 	chr_peer_down(chr);
 	if (chr->be->peer_gone)
 		chr->be->peer_gone(chr);
@@ -495,11 +516,11 @@ static void list_one(char *buf, size_t len, size_t *used, const char *id,
 	*used += (size_t)n + 1;
 }
 
-static size_t attr_list(struct hub_port *hp, char *buf, size_t len,
-			void *opaque)
+/* Every chardev's names into buf, as far as they fit; the bytes needed. */
+static size_t list_all(struct chr_set *set, struct hub_port *hp, char *buf,
+		       size_t len)
 {
 	static const char *const keys[] = {"backend", "connected", "errors"};
-	struct chr_set *set = opaque;
 	size_t used = 0;
 	struct chr *chr;
 
@@ -518,10 +539,18 @@ static size_t attr_list(struct hub_port *hp, char *buf, size_t len,
 		     k += strlen(extra + k) + 1)
 			list_one(buf, len, &used, chr->id, extra + k);
 	}
-	/* The contract: all or nothing. */
-	if (used > len && buf && len)
-		buf[0] = '\0';
 	return used;
+}
+
+static size_t attr_list(struct hub_port *hp, char *buf, size_t len,
+			void *opaque)
+{
+	size_t need = list_all(opaque, hp, NULL, 0);
+
+	/* The contract: all or nothing. */
+	if (buf && need <= len)
+		list_all(opaque, hp, buf, len);
+	return need;
 }
 
 static ssize_t attr_value(char *buf, size_t len, const char *fmt, ...)
@@ -536,7 +565,7 @@ static ssize_t attr_value(char *buf, size_t len, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
-	if (n < 0 || (size_t)n > len)
+	if (n < 0 || (size_t)n >= sizeof(tmp) || (size_t)n > len)
 		return -ERANGE;
 	memcpy(buf, tmp, (size_t)n);
 	return n;
@@ -737,6 +766,18 @@ int chr_set_bind(struct chr_set *set, const char *id, const char *port,
 	return 0;
 }
 
+/* logfile= is written from the loop: opened non-blocking, so that a fifo
+ * nobody reads, or a terminal, makes a write fail (and logging stop)
+ * instead of blocking the daemon.  0 or -errno. */
+static int open_logfile(struct chr *chr)
+{
+	chr->log_fd = open(chr->logfile,
+			   O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK |
+				   (chr->logappend ? O_APPEND : O_TRUNC),
+			   0666);
+	return chr->log_fd < 0 ? -errno : 0;
+}
+
 int chr_set_start(struct chr_set *set, char *err, size_t errlen)
 {
 	struct chr *chr;
@@ -750,16 +791,12 @@ int chr_set_start(struct chr_set *set, char *err, size_t errlen)
 		if (chr->port)
 			chr->hp = hub_port_by_label(set->hub, chr->port);
 		if (chr->logfile) {
-			chr->log_fd = open(
-				chr->logfile,
-				O_WRONLY | O_CREAT | O_CLOEXEC |
-					(chr->logappend ? O_APPEND : O_TRUNC),
-				0666);
-			if (chr->log_fd < 0)
-				return chr_errf(chr, errno, err, errlen,
+			rc = open_logfile(chr);
+			if (rc)
+				return chr_errf(chr, -rc, err, errlen,
 						"chardev %s: logfile %s: %s",
 						chr->id, chr->logfile,
-						strerror(errno));
+						strerror(-rc));
 		}
 		rc = chr->be->start(chr, msg, sizeof(msg));
 		if (rc)

@@ -144,6 +144,16 @@ int chr_check_inherited(const char *text, char *err, size_t errlen)
 
 	if (chr_spec_parse(text, &spec, ignored, sizeof(ignored)))
 		return 0;
+	/* stdio: standard input and output, which a daemon may be started
+	 * without. */
+	for (int fd = 0; fd < 2 && !strcmp(spec.backend, "stdio"); fd++) {
+		if (!rc && fcntl(fd, F_GETFD) < 0) {
+			snprintf(err, errlen,
+				 "chardev %s: standard %s is not open",
+				 spec.id, fd ? "output" : "input");
+			rc = -EBADF;
+		}
+	}
 	for (size_t i = 0; !rc && !strcmp(spec.backend, "fd") &&
 			   i < sizeof(keys) / sizeof(keys[0]);
 	     i++) {

@@ -54,12 +54,14 @@ static int log_parse(struct chr *chr, struct chr_spec *spec, char *err,
 	return 0;
 }
 
-/* Open path for appending; -errno. */
+/* Open path for appending, non-blocking: a fifo or a terminal there must
+ * not block the loop (at start, or at SIGHUP); -errno. */
 static int log_open(struct logfile *lg)
 {
 	struct stat st;
-	int fd =
-		open(lg->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+	int fd = open(lg->path,
+		      O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK,
+		      0666);
 
 	if (fd < 0)
 		return -errno;

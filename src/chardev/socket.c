@@ -50,6 +50,8 @@ struct sock {
 	struct vp_watch *listen_w;
 	int waiting[SOCKET_MAX_WAITING]; /* accepted, in turn */
 	unsigned nwaiting;
+	struct addrinfo *ai; /* tcp: resolved once, at start (a lookup on
+				the loop could block it for seconds) */
 	int connecting_fd; /* client: a connect in progress */
 	struct vp_watch *connect_w;
 	struct vp_timer *retry;
@@ -295,7 +297,7 @@ static void serve(struct chr *chr, int fd)
 			      MSG_NOSIGNAL) != (ssize_t)sizeof(telnet_hello))
 		vp_warn_rl("chardev %s: telnet negotiation not sent",
 			   chr_id(chr));
-	vp_info("chardev %s: connected", chr_id(chr));
+	vp_debug("chardev %s: connected", chr_id(chr));
 	chr_peer_up(chr, fd, fd, CHR_PEER_OWNS_FDS);
 }
 
@@ -321,8 +323,8 @@ static void accept_cb(struct vp_watch *w, int revents, void *opaque)
 			serve(chr, fd);
 		} else if (s->nwaiting < SOCKET_MAX_WAITING) {
 			s->waiting[s->nwaiting++] = fd;
-			vp_info("chardev %s: a client waits its turn",
-				chr_id(chr));
+			vp_debug("chardev %s: a client waits its turn",
+				 chr_id(chr));
 		} else {
 			vp_warn_rl("chardev %s: %d clients wait already; "
 				   "turned one away",
@@ -384,15 +386,32 @@ static void connect_cb(struct vp_watch *w, int revents, void *opaque)
 	connect_done(chr, s->connecting_fd, err);
 }
 
-/* Resolve the address (TCP: the first that works) and call fn with a
- * new socket and it; fn returns 0 to keep that socket, -errno to try the
- * next address.  The socket kept, or -errno. */
-static int with_address(struct sock *s, bool passive, bool nonblock,
+/* tcp: look host and port up, once; -errno. */
+static int resolve(struct sock *s)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = s->server ? AI_PASSIVE : 0};
+	int rc;
+
+	if (s->path || s->ai)
+		return 0;
+	rc = getaddrinfo(s->host, s->port, &hints, &s->ai);
+	if (rc) {
+		s->ai = NULL;
+		return rc == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
+	}
+	return 0;
+}
+
+/* Call fn with a new socket and the address (tcp: each resolved one until
+ * one works); fn returns 0 to keep that socket, -errno to try the next.
+ * The socket kept, or -errno. */
+static int with_address(struct sock *s, bool nonblock,
 			int (*fn)(int fd, const struct sockaddr *sa,
 				  socklen_t len))
 {
 	int type = SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0);
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai, *res;
+	struct addrinfo *ai;
 	int fd, rc;
 
 	if (s->path) {
@@ -409,12 +428,8 @@ static int with_address(struct sock *s, bool passive, bool nonblock,
 		}
 		return fd;
 	}
-	hints.ai_flags = passive ? AI_PASSIVE : 0;
-	rc = getaddrinfo(s->host, s->port, &hints, &res);
-	if (rc)
-		return rc == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
 	rc = -EADDRNOTAVAIL;
-	for (ai = res; ai; ai = ai->ai_next) {
+	for (ai = s->ai; ai; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, type, 0);
 		if (fd < 0) {
 			rc = -errno;
@@ -427,7 +442,6 @@ static int with_address(struct sock *s, bool passive, bool nonblock,
 		}
 		close(fd);
 	}
-	freeaddrinfo(res);
 	return rc;
 }
 
@@ -454,7 +468,7 @@ static int do_connect(int fd, const struct sockaddr *sa, socklen_t len)
 static void try_connect(struct chr *chr)
 {
 	struct sock *s = chr_priv(chr);
-	int fd = with_address(s, false, true, do_connect);
+	int fd = with_address(s, true, do_connect);
 	int err = 0;
 	socklen_t len = sizeof(err);
 	struct pollfd pfd = {.fd = fd, .events = POLLOUT};
@@ -512,11 +526,20 @@ static int start_server(struct chr *chr, struct sock *s, char *err,
 	struct stat st;
 	int fd;
 
-	/* A socket file left by an earlier run is ours to replace; nothing
-	 * else is. */
-	if (s->path && lstat(s->path, &st) == 0 && S_ISSOCK(st.st_mode))
+	/* A socket file left by an earlier run is ours to replace; one
+	 * somebody listens on, or anything else, is not. */
+	if (s->path && lstat(s->path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		fd = with_address(s, true, do_connect);
+		if (fd >= 0 || fd == -EAGAIN) {
+			if (fd >= 0)
+				close(fd);
+			return chr_errf(chr, EADDRINUSE, err, errlen,
+					"%s: another process listens there",
+					s->path);
+		}
 		unlink(s->path);
-	s->listen_fd = with_address(s, true, true, do_listen);
+	}
+	s->listen_fd = with_address(s, true, do_listen);
 	if (s->listen_fd < 0)
 		return chr_errf(chr, -s->listen_fd, err, errlen,
 				"cannot listen on %s: %s",
@@ -546,8 +569,12 @@ static int socket_start(struct chr *chr, char *err, size_t errlen)
 {
 	struct sock *s = chr_priv(chr);
 	char where[128];
-	int fd;
+	int fd = resolve(s);
 
+	if (fd)
+		return chr_errf(chr, -fd, err, errlen, "cannot resolve %s: %s",
+				sock_where(s, where, sizeof(where)),
+				strerror(-fd));
 	if (s->server)
 		return start_server(chr, s, err, errlen);
 	if (s->reconnect_ms) {
@@ -555,7 +582,7 @@ static int socket_start(struct chr *chr, char *err, size_t errlen)
 		return 0;
 	}
 	/* No second chance: the server must be there now, as in QEMU. */
-	fd = with_address(s, false, false, do_connect);
+	fd = with_address(s, false, do_connect);
 	if (fd < 0)
 		return chr_errf(
 			chr, -fd, err, errlen, "cannot connect to %s: %s",
@@ -590,6 +617,9 @@ static void socket_stop(struct chr *chr)
 	free(s->port);
 	free(s->tx);
 	s->path = s->host = s->port = s->tx = NULL;
+	if (s->ai)
+		freeaddrinfo(s->ai);
+	s->ai = NULL;
 }
 
 const struct chr_backend chr_socket_backend = {

@@ -655,16 +655,16 @@ void hub_device_info(const struct hub *hub, struct hub_device_info *info)
 /* ---- endpoints ---------------------------------------------------------- */
 
 /* Sharing: one source and any number of readers, or (exclusive) one
- * endpoint of any kind per provider.  A hung-up endpoint (-o session) can no longer
+ * endpoint of any kind, persistent ones (chardevs) aside.  A hung-up endpoint (-o session) can no longer
  * talk to the guest: it keeps nobody out. */
-static int check_sharing(const struct hub_port *hp, unsigned flags,
-			 const struct hub_ep_ops *ops)
+static int check_sharing(const struct hub_port *hp, unsigned flags)
 {
 	const struct hub_ep *ep;
 
-	TAILQ_FOREACH(ep, &hp->eps, link)
-		if (!ep->hung && hp->hub->cfg.exclusive && ep->ops == ops)
-			return -EBUSY;
+	if (hp->hub->cfg.exclusive && !(flags & HUB_EP_PERSISTENT))
+		TAILQ_FOREACH(ep, &hp->eps, link)
+			if (!ep->hung && !(ep->flags & HUB_EP_PERSISTENT))
+				return -EBUSY;
 	if ((flags & HUB_EP_WRITE) && hp->source &&
 	    !(flags & HUB_EP_WAIT_TURN))
 		return -EBUSY;
@@ -681,7 +681,7 @@ int hub_ep_attach(struct hub_port *hp, unsigned flags,
 
 	if (!p)
 		return -ENODEV;
-	rc = check_sharing(hp, flags, ops);
+	rc = check_sharing(hp, flags);
 	if (rc)
 		return rc;
 	ep = calloc(1, sizeof(*ep));
@@ -720,13 +720,15 @@ int hub_ep_attach(struct hub_port *hp, unsigned flags,
 void hub_ep_detach(struct hub_ep *ep)
 {
 	struct hub_port *hp;
+	bool was_source;
 
 	if (!ep)
 		return;
 	hp = ep->hp;
 	TAILQ_REMOVE(&hp->eps, ep, link);
+	was_source = hp->source == ep;
 	ep_free(ep);
-	if (hp->source == ep) {
+	if (was_source) {
 		hp->source = NULL;
 		/* The next in turn hears it from the loop. */
 		if (pass_turn(hp))

@@ -190,7 +190,14 @@ sleep 1
         self.kill_group(logger)
         with open(log, "rb") as f:
             logged = f.read()
-        self.assertEqual(logged, expected, self.diag(g))
+        # Each byte once, in order.  A line may be missing: a console gives
+        # a new opener what no reader has received, and the FdReader may
+        # take a line while the logger is between two of its cats.
+        lines = logged.splitlines(keepends=True)
+        want = expected.splitlines(keepends=True)
+        self.assertEqual(lines, [x for x in want if x in lines],
+                         self.diag(g))
+        self.assertTrue(lines, "the logger got nothing" + self.diag(g))
 
 
 if __name__ == "__main__":

@@ -397,6 +397,17 @@ class StartupFailures(CliCase):
                     # fd=3 aborts after mounting: a dead mount is left.
                     force_unmount(self.mnt)
 
+    def test_stdio_without_standard_input(self):
+        argv = [VPORTFS, "--socket", self.sock, "--chardev", "stdio,id=io",
+                "--port", "name=d,chardev=io", self.mnt]
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, timeout=CMD_TIMEOUT,
+                           preexec_fn=lambda: os.close(0))
+        err = p.stderr.decode(errors="replace")
+        self.assertEqual(p.returncode, 1, err)
+        self.assertIn("chardev io: standard input is not open", err)
+        self.assertFalse(mounted(self.mnt))
+
     def test_socket_client_nobody_listens(self):
         self.check_fails(["--chardev", "socket,id=cl,path=%s" % self.csock,
                           "--port", "name=d,chardev=cl"], "cl", self.csock)
@@ -1482,3 +1493,117 @@ class Sighup(ChardevTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# ---- review findings, each a regression test ---------------------------
+
+class InputWaitingItsTurn(ChardevTest):
+    def test_input_that_ended_while_waiting_reaches_the_guest_in_its_turn(
+            self):
+        # a (an fd pipe) is the source; b (a file's input-path) waits, and
+        # its input ends while it waits: those bytes still go, in b's turn.
+        inp = self.p("in.txt")
+        with open(inp, "wb") as f:
+            f.write(b"FILE-INPUT\n")
+        r, w = os.pipe()
+        self.fds += [w]
+        dn = os.open("/dev/null", os.O_WRONLY)
+        try:
+            sim = self.start(["name=p,chardev=a,chardev=b"],
+                             ["fd,id=a,in=%d,out=%d" % (r, dn),
+                              "file,id=b,path=%s,input-path=%s" %
+                              (self.p("out"), inp)],
+                             pass_fds=(r, dn))
+        finally:
+            os.close(r)
+            os.close(dn)
+        nr = sim.wait_port("p")
+        sim.open(nr)
+        sim.wait_host(nr, True)
+        os.write(w, b"A\n")
+        self.assertEqual(sim.readn(nr, 2), b"A\n")
+        self.close(w)  # a's input ends: b's turn
+        self.assertEqual(sim.readn(nr, 11), b"FILE-INPUT\n")
+
+
+class LogfileNeverBlocks(ChardevTest):
+    def test_a_fifo_nobody_reads_as_logfile_does_not_freeze_the_daemon(
+            self):
+        fifo = self.p("log.fifo")
+        os.mkfifo(fifo)
+        # A reader that never reads lets the open succeed.
+        holder = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        self.fds.append(holder)
+        sim = self.start(["name=data,chardev=n", "name=other"],
+                         ["null,id=n,logfile=%s" % fifo])
+        nr = sim.wait_port("data")
+        sim.open(nr)
+        sim.write_all(nr, pattern(1 << 20))
+        # The loop goes on: the mount answers and another port works.  (A
+        # daemon blocked on the fifo would hang listdir: wait in a thread.)
+        ls = Blocked(os.listdir, self.d.mnt)
+        try:
+            self.assertIn("other", ls.wait(T))
+        except AssertionError:
+            self.d.stop(signal.SIGKILL)
+            raise
+        self.round_trip("other", sim.wait_port("other"))
+        self.assertEqual(self.chr_attr("data", "n", "errors"), "1")
+
+
+class ExclusiveWithChardevs(ChardevTest):
+    def test_every_chardev_attaches_to_an_exclusive_port(self):
+        sim = self.start(["name=p,chardev=a,chardev=b"],
+                         ["ringbuf,id=a,size=1K", "ringbuf,id=b,size=1K"],
+                         args=["-o", "exclusive"])
+        nr = sim.wait_port("p")
+        sim.open(nr)
+        sim.write_all(nr, b"both")
+        wait_until(lambda: self.chr_attr("p", "b", "data") == "both", T)
+        self.assertEqual(self.chr_attr("p", "a", "data"), "both")
+        # One port file still, as -o exclusive says.
+        self.open("p", os.O_RDONLY)
+        with self.assertRaises(OSError) as cm:
+            self.open("p", os.O_RDONLY)
+        self.assertEqual(cm.exception.errno, errno.EBUSY)
+
+
+class SourceHangupWhileGuestClosed(ChardevTest):
+    def test_client_leaving_with_input_the_guest_cannot_take_is_seen(self):
+        path = self.p("s.sock")
+        sim = self.start(["name=data,chardev=s"],
+                         ["socket,id=s,path=%s,server=on,wait=off" % path])
+        sim.wait_port("data")  # the guest does not open it
+        a = self.unix_client(path)
+        wait_until(lambda: self.chr_attr("data", "s", "connected") == "1",
+                   T)
+        a.sendall(b"for a guest that never listens\n")
+        a.close()
+        wait_until(lambda: self.chr_attr("data", "s", "connected") == "0",
+                   T, what="the daemon to see the client leave")
+        b = self.unix_client(path)
+        wait_until(lambda: self.chr_attr("data", "s", "connected") == "1",
+                   T, what="the next client to be served")
+        b.close()
+
+
+class LiveSocketNotTakenOver(CliCase):
+    def test_server_path_another_daemon_listens_on_is_refused(self):
+        path = self.p("shared.sock")
+        first = self.daemon(["name=data,chardev=s"],
+                            ["socket,id=s,path=%s,server=on,wait=off" %
+                             path])
+        first.start()
+        line = self.check_rejected(
+            ["--chardev", "socket,id=t,path=%s,server=on,wait=off" % path,
+             "--port", "name=d,chardev=t"], status=1)
+        self.assertIn("chardev t", line)
+        self.assertIn("another process listens", line)
+        # The first daemon's socket is still its own.
+        c = self.unix_client(path)
+        wait_until(lambda: first.alive() and self.attr_of(
+            first, "data", "chardev.s.connected") == "1", T)
+        c.close()
+
+    def attr_of(self, d, name, key):
+        return os.getxattr(d.path(name), "user.vport." + key).decode()

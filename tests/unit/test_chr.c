@@ -12,8 +12,10 @@
  */
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -1077,6 +1079,49 @@ test_client_leaving_while_not_the_source_passes_the_turn(void **state)
 	assert_string_equal(attr(f, f->hser, "chardev.s.errors"), "0");
 }
 
+/* Name lookups the chardevs make: interposed on libc's, counted. */
+static unsigned lookups;
+
+int getaddrinfo(const char *node, const char *service,
+		const struct addrinfo *hints, struct addrinfo **res)
+{
+	int (*real)(const char *, const char *, const struct addrinfo *,
+		    struct addrinfo **);
+
+	*(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
+	lookups++;
+	return real(node, service, hints, res);
+}
+
+/* A lookup may block for seconds (a dead DNS server): it is made once, at
+ * start, never on the loop at each reconnect. */
+static void test_tcp_client_looks_its_server_up_once(void **state)
+{
+	struct fx *f = *state;
+	int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+
+	/* A port nobody listens on. */
+	assert_true(probe >= 0);
+	assert_int_equal(bind(probe, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(probe, (struct sockaddr *)&sa, &len), 0);
+	close(probe);
+	add(f, "socket,id=c,host=localhost,port=%u,reconnect-ms=50",
+	    ntohs(sa.sin_port));
+	bind_port(f, "c", "ser");
+	lookups = 0;
+	start(f);
+	settle(f);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(fake_loop_fire_timers(f->fl), 1);
+		settle(f);
+	}
+	assert_string_equal(attr(f, f->hser, "chardev.c.connected"), "0");
+	assert_int_equal(lookups, 1);
+}
+
 static void test_socket_client_reconnects_when_the_server_comes(void **state)
 {
 	struct fx *f = *state;
@@ -1689,6 +1734,7 @@ int main(void)
 		T(test_socket_server_serves_one_client_at_a_time),
 		T(test_client_leaving_while_not_the_source_passes_the_turn),
 		T(test_socket_client_reconnects_when_the_server_comes),
+		T(test_tcp_client_looks_its_server_up_once),
 		T(test_telnet_escapes_output_and_strips_commands),
 		T(test_telnet_output_reaches_a_slow_client_in_full),
 		T(test_log_rotates_by_size_keeping_max_backups),

@@ -1015,19 +1015,24 @@ test_exclusive_port_refuses_a_second_endpoint_of_the_same_provider(void **state)
 	attach(f, 1, f->hser, HUB_EP_READ | HUB_EP_WRITE);
 }
 
-/* hub_config: one endpoint per port and provider; another provider (a
- * chardev) may still attach, under the sharing rule. */
-static void
-test_exclusive_port_takes_one_endpoint_of_each_provider(void **state)
+/* hub_config: one endpoint per port, persistent ones (chardevs) aside:
+ * they neither count nor are refused, whatever their provider. */
+static void test_exclusive_port_leaves_persistent_endpoints_out(void **state)
 {
 	struct fx *f = *state;
 
 	attach(f, 0, f->hser, HUB_EP_READ | HUB_EP_WRITE);
-	assert_int_equal(try_attach_ops(f, 1, f->hser, HUB_EP_READ, &other_ops),
+	assert_int_equal(try_attach_ops(f, 1, f->hser,
+					HUB_EP_READ | HUB_EP_PERSISTENT,
+					&other_ops),
 			 0);
-	assert_int_equal(try_attach_ops(f, 2, f->hser, HUB_EP_READ, &other_ops),
+	assert_int_equal(try_attach_ops(f, 2, f->hser,
+					HUB_EP_READ | HUB_EP_PERSISTENT,
+					&other_ops),
+			 0);
+	assert_int_equal(try_attach_ops(f, 3, f->hser, HUB_EP_READ, &other_ops),
 			 -EBUSY);
-	assert_null(f->ep[2].ep);
+	assert_null(f->ep[3].ep);
 }
 
 /* ---- hot-plug ----------------------------------------------------------- */
@@ -1539,7 +1544,7 @@ int main(void)
 			test_exclusive_port_refuses_a_second_endpoint_of_the_same_provider,
 			setup_exclusive, teardown),
 		cmocka_unit_test_setup_teardown(
-			test_exclusive_port_takes_one_endpoint_of_each_provider,
+			test_exclusive_port_leaves_persistent_endpoints_out,
 			setup_exclusive, teardown),
 		T(test_port_add_refuses_unusable_and_taken_names),
 		T(test_port_add_takes_the_lowest_free_number_and_tells_observers),
