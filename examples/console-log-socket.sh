@@ -6,8 +6,10 @@
 #   RUNDIR/console.sock  an interactive console:
 #                          socat -,raw,echo=0 UNIX-CONNECT:RUNDIR/console.sock
 #   RUNDIR/mnt/console0  the port file: `cat` it, or `echo` into it
-# All three get the same bytes; the first that writes is the one that
-# types into the guest, the others wait their turn.
+# All three get the same bytes.  One of them at a time types into the
+# guest: the first to come with input, i.e. a socket client from the
+# moment it connects, or the port file opened for writing; a client that
+# comes later waits its turn, a second writer of the port file gets EBUSY.
 #
 # Usage: console-log-socket.sh RUNDIR   (foreground; Ctrl-C stops it)
 set -eu

@@ -65,13 +65,17 @@ int chr_set_bind(struct chr_set *set, const char *id, const char *port,
 
 /*
  * Open every chardev, in the order they were added: listen, connect, open
- * files and ptys, attach to their ports.  A socket server with wait=on
- * blocks here until its first client connects, as QEMU does before the
- * VM runs.  0 or -errno with one line in err naming the chardev (a path
+ * files and ptys, attach to their ports (see chr_set_waiting for
+ * wait=on).  0 or -errno with one line in err naming the chardev (a path
  * that cannot be opened, a server nobody can connect to...).  Call once,
  * after the hub has its ports.
  */
 int chr_set_start(struct chr_set *set, char *err, size_t errlen);
+
+/* A socket server with wait=on has had no client yet: the daemon runs its
+ * loop, but lets no VM start (listens on nothing, mounts nothing) until
+ * this is false, as QEMU waits before running the guest. */
+bool chr_set_waiting(const struct chr_set *set);
 
 /* SIGHUP: reopen the file and log backends' files (logrotate moved them
  * away), re-attaching those detached after a failure. */

@@ -86,6 +86,19 @@ const struct vq_mem *vu_mem(const struct vu *vu);
  * the loop next sleeps, once per queue, if vq_should_notify() agrees. */
 void vu_queue_notify(struct vu *vu, unsigned q);
 
+/*
+ * The same for a queue whose used ring the guest polls itself: a console's
+ * transmit queue, where Linux spins until each buffer comes back (hvc
+ * writes hold a lock).  The decision waits VU_LAZY_NOTIFY_MS, by when the
+ * spinning guest has taken the buffers and moved its used_event past
+ * them: no interrupt, where an immediate one would have found nothing to
+ * do (a console flood of such interrupts makes Linux disable the shared
+ * IRQ: "nobody cared").  A guest that does wait gets its interrupt that
+ * much later; without EVENT_IDX the interrupt always goes.
+ */
+#define VU_LAZY_NOTIFY_MS 1
+void vu_queue_notify_lazy(struct vu *vu, unsigned q);
+
 /* Name of a request, for logs. */
 const char *vu_request_name(uint32_t request);
 

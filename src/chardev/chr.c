@@ -679,6 +679,29 @@ static const struct chr_backend *backend_find(const char *name)
 	return NULL;
 }
 
+/* An option the backend does not take is named first: "pth=" is a typo
+ * of "path=", not a missing "path=". */
+static int check_known(const struct chr_backend *be,
+		       const struct chr_spec *spec, char *err, size_t errlen)
+{
+	static const char *const common[] = {"logfile", "logappend"};
+
+	for (unsigned i = 0; i < spec->nopts; i++) {
+		const char *key = spec->opts[i].key;
+		bool known = false;
+
+		for (size_t k = 0; k < 2 && !known; k++)
+			known = !strcmp(key, common[k]);
+		for (const char *const *o = be->options; *o && !known; o++)
+			known = !strcmp(key, *o);
+		if (!known)
+			return chr_errf(NULL, EINVAL, err, errlen,
+					"unknown option '%s' for backend '%s'",
+					key, be->name);
+	}
+	return 0;
+}
+
 int chr_set_add(struct chr_set *set, const char *text, char *err, size_t errlen)
 {
 	struct chr_spec spec;
@@ -716,6 +739,9 @@ int chr_set_add(struct chr_set *set, const char *text, char *err, size_t errlen)
 		rc = chr_errf(chr, ENOMEM, err, errlen, "out of memory");
 		goto err_chr;
 	}
+	rc = check_known(chr->be, &spec, err, errlen);
+	if (rc)
+		goto err_chr;
 	logfile = chr_spec_str(&spec, "logfile");
 	if (logfile && !*logfile) {
 		rc = chr_errf(chr, EINVAL, err, errlen, "logfile= is empty");
@@ -804,6 +830,16 @@ int chr_set_start(struct chr_set *set, char *err, size_t errlen)
 					chr->id, msg);
 	}
 	return 0;
+}
+
+bool chr_set_waiting(const struct chr_set *set)
+{
+	struct chr *chr;
+
+	TAILQ_FOREACH(chr, &set->chrs, link)
+		if (chr->be->waiting && chr->be->waiting(chr))
+			return true;
+	return false;
 }
 
 void chr_set_reopen(struct chr_set *set)

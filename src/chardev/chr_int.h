@@ -32,6 +32,10 @@ struct chr;
 
 struct chr_backend {
 	const char *name;
+	/* The options it takes (besides id, logfile, logappend), NULL-ended:
+	 * anything else is refused, naming it, before parse runs (as
+	 * QEMU's per-backend option lists do). */
+	const char *const *options;
 	size_t priv_size; /* bytes of chr_priv(), zeroed */
 	/* Read this backend's options from spec into chr_priv(); open
 	 * nothing.  0 or -EINVAL with one line in err. */
@@ -44,6 +48,9 @@ struct chr_backend {
 	 * (the core has brought the peer down first).  Also after a failed
 	 * parse, or a failed or missing start: priv may be half-built. */
 	void (*stop)(struct chr *chr);
+	/* Still waiting for a first peer before the VM may start (a socket
+	 * server's wait=on).  NULL: never. */
+	bool (*waiting)(struct chr *chr);
 	/* SIGHUP.  NULL: nothing to reopen. */
 	void (*reopen)(struct chr *chr);
 	/* The core brought the peer down on EOF or an error (not on

@@ -105,8 +105,11 @@ static void fd_stop(struct chr *chr)
 	}
 }
 
+static const char *const fd_options[] = {"fd", "in", "out", NULL};
+
 const struct chr_backend chr_fd_backend = {
 	.name = "fd",
+	.options = fd_options,
 	.priv_size = sizeof(struct fds),
 	.parse = fd_parse,
 	.start = fd_start,
@@ -127,8 +130,11 @@ static int stdio_parse(struct chr *chr, struct chr_spec *spec, char *err,
 	return 0;
 }
 
+static const char *const stdio_options[] = {NULL};
+
 const struct chr_backend chr_stdio_backend = {
 	.name = "stdio",
+	.options = stdio_options,
 	.priv_size = sizeof(struct fds),
 	.parse = stdio_parse,
 	.start = fd_start,

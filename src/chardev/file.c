@@ -54,19 +54,21 @@ static int file_start(struct chr *chr, char *err, size_t errlen)
 	struct file *f = chr_priv(chr);
 	int out, in = -1;
 
-	out = open_out(f->out_path, f->append);
-	if (out < 0)
-		return chr_errf(chr, errno, err, errlen, "%s: %s", f->out_path,
-				strerror(errno));
+	/* Input first: a failure must not have truncated path= already. */
 	if (f->in_path) {
 		in = open(f->in_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-		if (in < 0) {
-			int e = errno;
+		if (in < 0)
+			return chr_errf(chr, errno, err, errlen, "%s: %s",
+					f->in_path, strerror(errno));
+	}
+	out = open_out(f->out_path, f->append);
+	if (out < 0) {
+		int e = errno;
 
-			close(out);
-			return chr_errf(chr, e, err, errlen, "%s: %s",
-					f->in_path, strerror(e));
-		}
+		if (in >= 0)
+			close(in);
+		return chr_errf(chr, e, err, errlen, "%s: %s", f->out_path,
+				strerror(e));
 	}
 	chr_peer_up(chr, in, out, CHR_PEER_OWNS_FDS);
 	return 0;
@@ -94,8 +96,11 @@ static void file_reopen(struct chr *chr)
 	chr_peer_set_out(chr, out);
 }
 
+static const char *const file_options[] = {"path", "append", "input-path", NULL};
+
 const struct chr_backend chr_file_backend = {
 	.name = "file",
+	.options = file_options,
 	.priv_size = sizeof(struct file),
 	.parse = file_parse,
 	.start = file_start,

@@ -170,8 +170,11 @@ static void log_reopen(struct chr *chr)
 	chr_peer_set_out(chr, lg->fd);
 }
 
+static const char *const log_options[] = {"path", "max-size", "max-backups", NULL};
+
 const struct chr_backend chr_log_backend = {
 	.name = "log",
+	.options = log_options,
 	.priv_size = sizeof(struct logfile),
 	.parse = log_parse,
 	.start = log_start,

@@ -33,8 +33,11 @@ static ssize_t null_sink(struct chr *chr, const struct iovec *iov, int niov)
 	return (ssize_t)n;
 }
 
+static const char *const null_options[] = {NULL};
+
 const struct chr_backend chr_null_backend = {
 	.name = "null",
+	.options = null_options,
 	.parse = null_parse,
 	.start = null_start,
 	.sink = null_sink,

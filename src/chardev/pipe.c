@@ -104,8 +104,11 @@ static void pipe_stop(struct chr *chr)
 	p->path = NULL;
 }
 
+static const char *const pipe_options[] = {"path", NULL};
+
 const struct chr_backend chr_pipe_backend = {
 	.name = "pipe",
+	.options = pipe_options,
 	.priv_size = sizeof(struct pipe_be),
 	.parse = pipe_parse,
 	.start = pipe_start,

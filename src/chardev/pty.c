@@ -131,8 +131,11 @@ static ssize_t pty_attr_get(struct chr *chr, const char *key, char *buf,
 	return (ssize_t)n;
 }
 
+static const char *const pty_options[] = {"link", NULL};
+
 const struct chr_backend chr_pty_backend = {
 	.name = "pty",
+	.options = pty_options,
 	.priv_size = sizeof(struct pty),
 	.parse = pty_parse,
 	.start = pty_start,

@@ -128,8 +128,11 @@ static ssize_t ringbuf_attr_get(struct chr *chr, const char *key, char *buf,
 	return (ssize_t)have;
 }
 
+static const char *const ringbuf_options[] = {"size", NULL};
+
 const struct chr_backend chr_ringbuf_backend = {
 	.name = "ringbuf",
+	.options = ringbuf_options,
 	.priv_size = sizeof(struct ringbuf),
 	.parse = ringbuf_parse,
 	.start = ringbuf_start,

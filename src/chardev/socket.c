@@ -56,6 +56,7 @@ struct sock {
 	struct vp_watch *connect_w;
 	struct vp_timer *retry;
 	bool bound; /* unix server: our socket file to remove */
+	bool first_pending; /* wait=on: no client yet */
 	/* telnet=on */
 	enum telnet_state tn;
 	char *tx;
@@ -126,6 +127,11 @@ static int socket_parse(struct chr *chr, struct chr_spec *spec, char *err,
 	if (!s->path && !s->port)
 		return chr_errf(chr, EINVAL, err, errlen,
 				"give path= (unix) or port= (tcp)");
+	if (s->port && strspn(s->port, "0123456789") == strlen(s->port) &&
+	    (strlen(s->port) > 5 || atoi(s->port) > 65535))
+		return chr_errf(chr, EINVAL, err, errlen,
+				"port=%s is not a TCP port (0 to 65535)",
+				s->port);
 	if (s->path &&
 	    strlen(s->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return chr_errf(chr, EINVAL, err, errlen,
@@ -290,6 +296,7 @@ static void serve(struct chr *chr, int fd)
 	struct sock *s = chr_priv(chr);
 
 	set_nodelay(s, fd);
+	s->first_pending = false;
 	s->tn = TN_DATA;
 	s->tx_off = s->tx_len = 0;
 	/* A fresh socket has room for these few bytes. */
@@ -386,21 +393,25 @@ static void connect_cb(struct vp_watch *w, int revents, void *opaque)
 	connect_done(chr, s->connecting_fd, err);
 }
 
-/* tcp: look host and port up, once; -errno. */
-static int resolve(struct sock *s)
+/* tcp: look host and port up, once; 0, or -EADDRNOTAVAIL with the
+ * resolver's reason in err. */
+static int resolve(struct chr *chr, struct sock *s, char *err, size_t errlen)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
 				 .ai_flags = s->server ? AI_PASSIVE : 0};
+	char where[128];
 	int rc;
 
 	if (s->path || s->ai)
 		return 0;
 	rc = getaddrinfo(s->host, s->port, &hints, &s->ai);
-	if (rc) {
-		s->ai = NULL;
-		return rc == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
-	}
-	return 0;
+	if (!rc)
+		return 0;
+	s->ai = NULL;
+	return chr_errf(chr, EADDRNOTAVAIL, err, errlen,
+			"cannot resolve %s: %s",
+			sock_where(s, where, sizeof(where)),
+			rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 }
 
 /* Call fn with a new socket and the address (tcp: each resolved one until
@@ -538,6 +549,9 @@ static int start_server(struct chr *chr, struct sock *s, char *err,
 					s->path);
 		}
 		unlink(s->path);
+	} else if (s->path && lstat(s->path, &st) == 0) {
+		return chr_errf(chr, EEXIST, err, errlen,
+				"%s exists and is not a socket", s->path);
 	}
 	s->listen_fd = with_address(s, true, do_listen);
 	if (s->listen_fd < 0)
@@ -547,16 +561,10 @@ static int start_server(struct chr *chr, struct sock *s, char *err,
 				strerror(-s->listen_fd));
 	s->bound = s->path != NULL;
 	if (s->wait) {
-		struct pollfd pfd = {.fd = s->listen_fd, .events = POLLIN};
-
+		/* The loop waits for it (chr_set_waiting), signals and all. */
 		vp_warn("chardev %s: waiting for a connection on %s (wait=on)",
 			chr_id(chr), sock_where(s, where, sizeof(where)));
-		while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
-			;
-		fd = accept4(s->listen_fd, NULL, NULL,
-			     SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd >= 0)
-			serve(chr, fd);
+		s->first_pending = true;
 	}
 	s->listen_w = vp_watch_new(chr_loop(chr), s->listen_fd, VP_EV_READ,
 				   accept_cb, chr);
@@ -569,12 +577,10 @@ static int socket_start(struct chr *chr, char *err, size_t errlen)
 {
 	struct sock *s = chr_priv(chr);
 	char where[128];
-	int fd = resolve(s);
+	int fd = resolve(chr, s, err, errlen);
 
 	if (fd)
-		return chr_errf(chr, -fd, err, errlen, "cannot resolve %s: %s",
-				sock_where(s, where, sizeof(where)),
-				strerror(-fd));
+		return fd;
 	if (s->server)
 		return start_server(chr, s, err, errlen);
 	if (s->reconnect_ms) {
@@ -589,6 +595,13 @@ static int socket_start(struct chr *chr, char *err, size_t errlen)
 			sock_where(s, where, sizeof(where)), strerror(-fd));
 	serve(chr, fd);
 	return 0;
+}
+
+static bool socket_waiting(struct chr *chr)
+{
+	struct sock *s = chr_priv(chr);
+
+	return s->first_pending;
 }
 
 static void socket_stop(struct chr *chr)
@@ -622,13 +635,17 @@ static void socket_stop(struct chr *chr)
 	s->ai = NULL;
 }
 
+static const char *const socket_options[] = {"path", "host", "port", "server", "wait", "reconnect-ms", "telnet", "nodelay", NULL};
+
 const struct chr_backend chr_socket_backend = {
 	.name = "socket",
+	.options = socket_options,
 	.priv_size = sizeof(struct sock),
 	.parse = socket_parse,
 	.start = socket_start,
 	.stop = socket_stop,
 	.peer_gone = socket_peer_gone,
+	.waiting = socket_waiting,
 	.sink = socket_sink,
 	.filter_in = telnet_filter,
 };

@@ -53,10 +53,12 @@ static void notify_ready(void)
 	close(fd);
 }
 
+/* w->data: a bool, "stop", for the start-up wait (wait=on). */
 static void stop_cb(struct ev_loop *ev, ev_signal *w, int revents)
 {
 	(void)revents;
 	vp_info("signal %d: shutting down", w->signum);
+	*(bool *)w->data = true;
 	ev_break(ev, EVBREAK_ALL);
 }
 
@@ -171,6 +173,7 @@ int main(int argc, char **argv)
 	struct chr_set *chrs = NULL;
 	struct vser_port **ports = NULL;
 	struct pfs *fs = NULL;
+	bool stop = false;
 	struct vp_opts o;
 	char err[512];
 	int rc, status = EXIT_FAILURE;
@@ -244,11 +247,27 @@ int main(int argc, char **argv)
 		status = EXIT_USAGE;
 		goto out_hub;
 	}
-	/* Before the VMM can connect: a server with wait=on holds the VM
-	 * back until its client is there, as in QEMU. */
+	/* Signals from here on: also while a chardev waits for its first
+	 * client, a SIGTERM leaves nothing behind. */
+	ev_signal_init(&sigint, stop_cb, SIGINT);
+	ev_signal_init(&sigterm, stop_cb, SIGTERM);
+	ev_signal_init(&sighup, reopen_cb, SIGHUP);
+	sigint.data = sigterm.data = &stop;
+	sighup.data = chrs;
+	ev_signal_start(ev, &sigint);
+	ev_signal_start(ev, &sigterm);
+	ev_signal_start(ev, &sighup);
 	if (chr_set_start(chrs, err, sizeof(err))) {
 		vp_log_fatal("%s", err);
-		goto out_hub;
+		goto out_signals;
+	}
+	/* Before the VMM can connect: a socket server with wait=on holds
+	 * the VM back until its client is there, as in QEMU. */
+	while (chr_set_waiting(chrs) && !stop)
+		ev_run(ev, EVRUN_ONCE);
+	if (stop) {
+		status = EXIT_SUCCESS;
+		goto out_signals;
 	}
 	if (o.socket_path)
 		rc = vu_listen_path(vser_vu(dev), o.socket_path);
@@ -258,7 +277,7 @@ int main(int argc, char **argv)
 		vp_log_fatal("cannot listen on %s: %s",
 			     o.socket_path ? o.socket_path : "--fd",
 			     strerror(-rc));
-		goto out_hub;
+		goto out_signals;
 	}
 
 	fcfg.mountpoint = o.mountpoint;
@@ -271,26 +290,20 @@ int main(int argc, char **argv)
 	fcfg.opaque = ev;
 	fs = pfs_new(loop, hub, &fcfg);
 	if (!fs)
-		goto out_hub;
+		goto out_signals;
 
-	ev_signal_init(&sigint, stop_cb, SIGINT);
-	ev_signal_init(&sigterm, stop_cb, SIGTERM);
-	ev_signal_init(&sighup, reopen_cb, SIGHUP);
-	sighup.data = chrs;
-	ev_signal_start(ev, &sigint);
-	ev_signal_start(ev, &sigterm);
-	ev_signal_start(ev, &sighup);
 	vp_info("serving %s, mounted on %s",
 		o.socket_path ? o.socket_path : "inherited socket",
 		o.mountpoint);
 	notify_ready();
 	ev_run(ev, 0);
-	ev_signal_stop(ev, &sigint);
-	ev_signal_stop(ev, &sigterm);
-	ev_signal_stop(ev, &sighup);
 	status = EXIT_SUCCESS;
 
 	pfs_free(fs);
+out_signals:
+	ev_signal_stop(ev, &sigint);
+	ev_signal_stop(ev, &sigterm);
+	ev_signal_stop(ev, &sighup);
 out_hub:
 	chr_set_free(chrs);
 	hub_free(hub);

@@ -471,6 +471,7 @@ void vp_opts_usage(FILE *out)
 	      "\n"
 	      "Runs in the foreground; SIGINT or SIGTERM unmounts, removes the\n"
 	      "socket and exits 0; SIGHUP reopens the file and log chardevs\n"
-	      "(after logrotate).  A bad option exits 2 with nothing mounted.\n",
+	      "(after logrotate).  A bad option exits 2 with nothing mounted;\n"
+	      "a chardev or socket that cannot be opened exits 1.\n",
 	      out);
 }

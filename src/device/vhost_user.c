@@ -117,6 +117,8 @@ struct vu_queue {
 	bool enabled;   /* SET_VRING_ENABLE, or implied without protocol features */
 	bool started;
 	bool notify_pending;
+	bool lazy_pending; /* vu_queue_notify_lazy: decide when lazy_timer
+			      fires */
 	bool err_reported; /* the frontend was told this ring is broken */
 	struct vp_watch *kick_watch;
 	struct vu *vu;
@@ -149,6 +151,8 @@ struct vu {
 	int backend_fd;
 	struct vq_mem mem;
 	bool notify_scheduled;
+	struct vp_timer *lazy_timer; /* armed while a lazy notify waits */
+	bool lazy_armed;
 	struct vu_queue *queues;
 };
 
@@ -256,6 +260,7 @@ static void queue_reset(struct vu *vu, unsigned q)
 	vq->kick_set = false;
 	vq->enabled = false;
 	vq->notify_pending = false;
+	vq->lazy_pending = false;
 	vq->err_reported = false;
 }
 
@@ -320,6 +325,35 @@ static void notify_flush(void *opaque)
 		    errno != EAGAIN)
 			vp_warn_rl("queue %u: call fd write: %s", q,
 				   strerror(errno));
+	}
+}
+
+/* A moment after a lazy notification was asked for: the guest has had
+ * the time to look at the used ring itself, and asks for an interrupt
+ * (used_event) only if it is still waiting. */
+static void lazy_cb(struct vp_timer *t, void *opaque)
+{
+	struct vu *vu = opaque;
+
+	(void)t;
+	vu->lazy_armed = false;
+	for (unsigned q = 0; q < vu->cfg.nqueues; q++) {
+		if (vu->queues[q].lazy_pending) {
+			vu->queues[q].lazy_pending = false;
+			vu->queues[q].notify_pending = true;
+		}
+	}
+	notify_flush(vu);
+}
+
+void vu_queue_notify_lazy(struct vu *vu, unsigned q)
+{
+	if (q >= vu->cfg.nqueues)
+		return;
+	vu->queues[q].lazy_pending = true;
+	if (!vu->lazy_armed) {
+		vp_timer_start(vu->loop, vu->lazy_timer, VU_LAZY_NOTIFY_MS);
+		vu->lazy_armed = true;
 	}
 }
 
@@ -1126,6 +1160,9 @@ struct vu *vu_new(struct vp_loop *loop, const struct vu_config *cfg,
 	vu->bus_watch = vp_watch_new(loop, vu->bus_fd, VP_EV_READ, bus_cb, vu);
 	if (!vu->bus_watch)
 		goto err_close_bus;
+	vu->lazy_timer = vp_timer_new(loop, lazy_cb, vu);
+	if (!vu->lazy_timer)
+		goto err_free_watch;
 	guard_install();
 	for (unsigned q = 0; q < cfg->nqueues; q++) {
 		vu->queues[q].vu = vu;
@@ -1135,6 +1172,8 @@ struct vu *vu_new(struct vp_loop *loop, const struct vu_config *cfg,
 	}
 	return vu;
 
+err_free_watch:
+	vp_watch_free(loop, vu->bus_watch);
 err_close_bus:
 	close(vu->bus_fd);
 err_free_queues:
@@ -1150,6 +1189,7 @@ void vu_free(struct vu *vu)
 	conn_close(vu, false);
 	if (vu->notify_scheduled)
 		vp_defer_cancel(vu->loop, notify_flush, vu);
+	vp_timer_free(vu->loop, vu->lazy_timer);
 	vp_watch_free(vu->loop, vu->listen_watch);
 	close_fd(&vu->listen_fd);
 	vp_watch_free(vu->loop, vu->bus_watch);

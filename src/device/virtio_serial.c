@@ -717,7 +717,12 @@ static bool port_pull_tx(struct vser_port *port)
 		vq_want_kick(vq);
 	} while (vq_has_avail(vq));
 out:
-	notify_if_used(dev, q, vq, before);
+	/* A console's writer spins for its buffers: see
+	 * vu_queue_notify_lazy. */
+	if (port->console && vq->used_idx != before)
+		vu_queue_notify_lazy(dev->vu, q);
+	else
+		notify_if_used(dev, q, vq, before);
 	return got;
 }
 

@@ -318,6 +318,22 @@ class BadSpecs(CliCase):
         self.check_rejected(["--chardev", "null,id=a,bogus=1",
                              "--port", "name=d,chardev=a"], "bogus")
 
+    def test_a_typo_of_a_required_option_is_named(self):
+        # "pth=" is a typo of "path=", not a missing "path=".
+        for spec, typo in (("socket,id=a,pth=%s,server=on" % self.csock,
+                            "pth"),
+                           ("file,id=a,pth=/x", "pth"),
+                           ("fd,id=a,fdd=3", "fdd")):
+            with self.subTest(spec=spec):
+                line = self.check_rejected(
+                    ["--chardev", spec, "--port", "name=d,chardev=a"])
+                self.assertIn("unknown option '%s'" % typo, line)
+
+    def test_tcp_port_out_of_range(self):
+        self.check_rejected(["--chardev", "socket,id=a,port=70000,server=on,"
+                             "wait=off", "--port", "name=d,chardev=a"],
+                            "port=70000")
+
     def test_malformed_boolean(self):
         self.check_rejected(["--chardev", "socket,id=a,path=%s,server=maybe"
                              % self.csock, "--port", "name=d,chardev=a"],
@@ -429,6 +445,15 @@ class StartupFailures(CliCase):
                           "wait=off" % path,
                           "--port", "name=d,chardev=srv"], "srv", path)
         self.assertEqual(slurp(path), b"keep me\n")
+
+    def test_missing_input_path_leaves_path_untouched(self):
+        out = self.p("out.txt")
+        with open(out, "w") as f:
+            f.write("keep me\n")
+        self.check_fails(["--chardev", "file,id=f,path=%s,input-path=%s"
+                          % (out, self.p("missing")),
+                          "--port", "name=d,chardev=f"], "f", "missing")
+        self.assertEqual(slurp(out), b"keep me\n")
 
     def test_pty_link_over_a_regular_file(self):
         path = self.p("notalink")
@@ -936,6 +961,22 @@ class SocketServerWait(ChardevTest):
         c.sendall(b"from it")
         self.assertEqual(sim.readn(nr, 7), b"from it")
 
+
+    def test_sigterm_while_waiting_leaves_nothing_behind(self):
+        path = self.p("con.sock")
+        d = self.daemon(["name=data,chardev=con"],
+                        ["socket,id=con,path=%s,server=on" % path])
+        d.launch()
+        wait_until(lambda: os.path.exists(path), T,
+                   what="the chardev to listen")
+        d.proc.send_signal(signal.SIGHUP)  # reopens: no harm meanwhile
+        time.sleep(0.2)
+        self.assertTrue(d.alive(), d.read_log())
+        d.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(d.proc.wait(T), 0, d.read_log())
+        self.assertFalse(os.path.lexists(path), "chardev socket left")
+        self.assertFalse(os.path.lexists(d.sock))
+        self.assertFalse(mounted(d.mnt))
 
 # ---- 7. socket client ----------------------------------------------------
 
