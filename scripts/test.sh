@@ -3,16 +3,18 @@
 # integration, sanitize, guest) and end with one summary line.  Exit status
 # is non-zero if anything failed.  CI (.ci/run) runs exactly this.
 #
-#   scripts/test.sh [unit|integration|sanitize|guest ...]   (default: all)
+#   scripts/test.sh [unit|integration|sanitize|fuzz|guest ...]   (default: all)
 #
 # sanitize: the unit and integration suites again, on an ASan+UBSan build
 # (build-asan/); any report of either, in any process, fails it.
+# fuzz: each libFuzzer harness of tests/fuzz/ for 15 s (60 s in all) from
+# its corpus in the repository (tests/fuzz/README.md runs them longer).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(unit integration sanitize guest)
+[ ${#suites[@]} -gt 0 ] || suites=(unit integration sanitize fuzz guest)
 
 scripts/install-deps.sh || { echo "test.sh: installing dependencies failed"; exit 1; }
 
@@ -79,6 +81,28 @@ sanitize() {
 	rm -rf "$logs"
 }
 
+# A bounded smoke of every fuzz harness; what it finds is new corpus in a
+# scratch dir, never written into the repository's.
+fuzz() {
+	local out=${VPORTFS_FUZZ_BUILD:-$root/build-fuzz} scratch name
+	if ! tests/fuzz/build.sh "$out" >/dev/null; then
+		echo "test.sh: fuzz build FAILED"
+		result[fuzz]="FAIL(build)"
+		failed=1
+		return
+	fi
+	scratch=$(mktemp -d /var/tmp/vportfs-fuzz.XXXXXX)
+	# A crashing input is kept in the build dir, and named in the output.
+	mkdir -p "$out/artifacts"
+	for name in chr_spec options virtqueue vhost_user; do
+		mkdir -p "$scratch/$name"
+		run "fuzz-$name" 120 "$out/fuzz_$name" -max_total_time=15 \
+			-print_final_stats=1 -artifact_prefix="$out/artifacts/" \
+			"$scratch/$name" "tests/fuzz/corpus/$name"
+	done
+	rm -rf "$scratch"
+}
+
 for s in "${suites[@]}"; do
 	case $s in
 	unit)
@@ -88,12 +112,14 @@ for s in "${suites[@]}"; do
 			-s tests/integration ;;
 	sanitize)
 		sanitize ;;
+	fuzz)
+		fuzz ;;
 	guest)
 		run guest-harness 300 tests/guest/test_harness.sh
 		run guest 1200 python3 -m unittest discover -v -s tests/guest ;;
 	*)
 		echo "test.sh: unknown suite '$s' (unit, integration, sanitize," \
-			"guest)"; exit 2 ;;
+			"fuzz, guest)"; exit 2 ;;
 	esac
 done
 
