@@ -402,6 +402,14 @@ int vp_opts_parse(struct vp_opts *o, int argc, char **argv, char *err,
 			return fail(err, errlen, "option '%s' needs an argument",
 				    argv[optind - 1]);
 		default:
+			/* A long option given a value it does not take:
+			 * glibc sets optopt to the option's value, no
+			 * character to print. */
+			if (optopt && !strncmp(argv[optind - 1], "--", 2))
+				return fail(err, errlen,
+					    "option '%.*s' takes no argument",
+					    (int)strcspn(argv[optind - 1], "="),
+					    argv[optind - 1]);
 			if (optopt)
 				return fail(err, errlen, "unknown option '-%c'",
 					    optopt);

@@ -12,7 +12,8 @@
  * on every call, which is what makes one process able to run it again and
  * again.  Contracts checked: on error err holds a NUL-terminated message;
  * on success the fields are consistent (exactly one of socket and fd, a
- * mountpoint that is one of our arguments, ports within max-ports).
+ * mountpoint that is one of our arguments, socket path and chardev specs
+ * pointing into them, ports within max-ports).
  */
 #include <stdbool.h>
 #include <stddef.h>

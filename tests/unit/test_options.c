@@ -296,6 +296,15 @@ static void test_unknown_long_option_is_named(void **state)
 		     NULL);
 }
 
+/* Found by fuzz_options: the message printed optopt, the option's
+ * value (a control character for --syslog). */
+static void test_long_option_given_a_value_it_does_not_take(void **state)
+{
+	expect_error(*state, "'--syslog' takes no argument", "--socket", "s",
+		     "--syslog=1", "/mnt", NULL);
+	expect_error(*state, "'--help' takes no argument", "--help=x", NULL);
+}
+
 static void test_unknown_short_option_is_named(void **state)
 {
 	expect_error(*state, "-x", "--socket", "s", "-x", "/mnt", NULL);
@@ -544,6 +553,7 @@ int main(void)
 		T(test_port_spec_double_comma_escapes_a_comma_in_the_name),
 		T(test_port_spec_name_of_255_bytes_is_accepted_256_is_not),
 		T(test_unknown_long_option_is_named),
+		T(test_long_option_given_a_value_it_does_not_take),
 		T(test_unknown_short_option_is_named),
 		T(test_unknown_short_option_in_a_group_is_named),
 		T(test_parse_after_error_inside_option_group_starts_fresh),
