@@ -109,7 +109,9 @@ for s in "${suites[@]}"; do
 		run unit 300 ctest --test-dir "$build" --output-on-failure --timeout 60 ;;
 	integration)
 		run integration 900 python3 -m unittest discover -v \
-			-s tests/integration ;;
+			-s tests/integration
+		run valgrind 300 python3 -m unittest discover -v \
+			-s tests/valgrind ;;
 	sanitize)
 		sanitize ;;
 	fuzz)
