@@ -11,13 +11,13 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "vportfs/chr_spec.h"
 #include "vportfs/log.h"
 #include "vportfs/vser.h"
 
 #define VP_OPTS_MAX_PORTS_SPECS VSER_MAX_PORTS_LIMIT
 /* chardev= ids one --port may name. */
 #define VP_PORT_MAX_CHARDEVS 8
-#define VP_CHARDEV_ID_MAX 127
 #define VP_OPTS_MAX_CHARDEVS 256
 
 struct vp_port_spec {
@@ -26,7 +26,7 @@ struct vp_port_spec {
 	bool console;
 	size_t ring_size; /* console ring bytes; 0: default */
 	/* chardev=ID, repeatable: the chardevs serving this port. */
-	char chardevs[VP_PORT_MAX_CHARDEVS][VP_CHARDEV_ID_MAX + 1];
+	char chardevs[VP_PORT_MAX_CHARDEVS][CHR_ID_MAX + 1];
 	unsigned nchardevs;
 };
 

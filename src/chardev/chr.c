@@ -553,10 +553,7 @@ static size_t attr_list(struct hub_port *hp, char *buf, size_t len,
 	return need;
 }
 
-static ssize_t attr_value(char *buf, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static ssize_t attr_value(char *buf, size_t len, const char *fmt, ...)
+ssize_t chr_attr_printf(char *buf, size_t len, const char *fmt, ...)
 {
 	char tmp[64];
 	va_list ap;
@@ -588,11 +585,11 @@ static ssize_t attr_get(struct hub_port *hp, const char *key, char *buf,
 		    strncmp(key, chr->id, idlen) || key[idlen] != '.')
 			continue;
 		if (!strcmp(k, "backend"))
-			return attr_value(buf, len, "%s", chr->be->name);
+			return chr_attr_printf(buf, len, "%s", chr->be->name);
 		if (!strcmp(k, "connected"))
-			return attr_value(buf, len, "%d", chr->ep != NULL);
+			return chr_attr_printf(buf, len, "%d", chr->ep != NULL);
 		if (!strcmp(k, "errors"))
-			return attr_value(buf, len, "%llu",
+			return chr_attr_printf(buf, len, "%llu",
 					  (unsigned long long)chr->errors);
 		if (chr->be->attr_get) {
 			ssize_t n = chr->be->attr_get(chr, k, buf, len);

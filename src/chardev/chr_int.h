@@ -117,6 +117,11 @@ void chr_peer_set_out(struct chr *chr, int out_fd);
  * peer down and call peer_gone.  `what` names the operation. */
 void chr_peer_failed(struct chr *chr, const char *what, int err);
 
+/* An attribute value (not NUL-terminated, at most 63 bytes) into buf;
+ * its length, or -ERANGE if it does not fit in len. */
+ssize_t chr_attr_printf(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Fill err with the formatted message (the caller adds what names the
  * chardev); returns -err_no, for `return chr_errf(...)`. */
 int chr_errf(const struct chr *chr, int err_no, char *err, size_t errlen,

@@ -121,14 +121,10 @@ static ssize_t pty_attr_get(struct chr *chr, const char *key, char *buf,
 			    size_t len)
 {
 	struct pty *p = chr_priv(chr);
-	size_t n = strlen(p->name);
 
 	if (strcmp(key, "pty"))
 		return -ENODATA;
-	if (n > len)
-		return -ERANGE;
-	memcpy(buf, p->name, n);
-	return (ssize_t)n;
+	return chr_attr_printf(buf, len, "%s", p->name);
 }
 
 static const char *const pty_options[] = {"link", NULL};

@@ -7,7 +7,6 @@
  * attribute can hold.
  */
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,16 +105,9 @@ static ssize_t ringbuf_attr_get(struct chr *chr, const char *key, char *buf,
 {
 	struct ringbuf *rb = chr_priv(chr);
 	size_t have, start;
-	char num[32];
-	int n;
 
-	if (!strcmp(key, "size")) {
-		n = snprintf(num, sizeof(num), "%zu", rb->size);
-		if ((size_t)n > len)
-			return -ERANGE;
-		memcpy(buf, num, (size_t)n);
-		return n;
-	}
+	if (!strcmp(key, "size"))
+		return chr_attr_printf(buf, len, "%zu", rb->size);
 	if (strcmp(key, "data") || !rb->data)
 		return -ENODATA;
 	have = rb->written < rb->size ? (size_t)rb->written : rb->size;

@@ -176,11 +176,11 @@ int vp_opts_parse_port(const char *spec, struct vp_port_spec *out, char *err,
 				return fail(err, errlen,
 					    "--port: more than %d chardev=",
 					    VP_PORT_MAX_CHARDEVS);
-			if (n == 0 || n > VP_CHARDEV_ID_MAX)
+			if (n == 0 || n > CHR_ID_MAX)
 				return fail(err, errlen,
 					    "--port: chardev= needs an id of 1 "
 					    "to %d bytes",
-					    VP_CHARDEV_ID_MAX);
+					    CHR_ID_MAX);
 			for (unsigned i = 0; i < out->nchardevs; i++)
 				if (!strcmp(out->chardevs[i], value))
 					return fail(err, errlen,
