@@ -372,6 +372,19 @@ int sim_raw_kick(struct sim *sim, unsigned qidx);
  * its own guest memory afterwards: only raw messages and kicks. */
 int sim_shrink_memory(struct sim *sim, uint64_t size);
 
+/* Starts a thread that plays a guest vCPU spinning beside the device: it
+ * keeps qidx's avail ring full of one-descriptor chains pointing past the
+ * end of guest memory (which the device must return unread, virtio 1.2
+ * 2.7.4.2), re-posts each one the moment the used ring returns it, and
+ * kicks.  The queue is the thread's from then on and is never reaped or
+ * used again on this connection.  One flood at a time.  -EBUSY: a flood
+ * runs, or qidx has chains in flight. */
+int sim_flood_start(struct sim *sim, unsigned qidx);
+/* Stops the flood and waits for its thread; *posted (may be NULL): how
+ * many chains it made available.  -ESRCH: none runs.  Losing the
+ * connection stops it too. */
+int sim_flood_stop(struct sim *sim, uint64_t *posted);
+
 struct sim_raw_completion {
 	uint16_t qidx;
 	uint32_t id;

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -130,6 +131,7 @@ struct sim_vq {
 	bool no_interrupt;
 	bool last_kick_suppressed;
 	bool kick_withheld; /* publish chains, do not kick (fault injection) */
+	bool flooded;	    /* a flood thread owns (or owned) it: not reaped */
 	bool stale;
 	int64_t stale_since;
 	/* Spare buffers of returned TX / control-tx chains, for reuse. */
@@ -178,6 +180,16 @@ struct sim {
 
 	struct sim_raw_completion raw[RAW_COMPLETIONS];
 	unsigned raw_head, raw_count;
+
+	/* sim_flood_start(): a second thread playing a guest vCPU that keeps
+	 * one queue full of chains the device must refuse. */
+	struct {
+		pthread_t thread;
+		bool running;
+		bool stop; /* atomic: set by the main thread */
+		struct sim_vq *vq;
+		uint64_t posted; /* atomic: written by the flood thread */
+	} flood;
 
 	char err[512];
 	char *bug;
@@ -1091,6 +1103,8 @@ static int vq_reap(struct sim_vq *vq)
 
 	if (vq->broken)
 		return -EPROTO;
+	if (vq->flooded)
+		return 0;
 	for (unsigned round = 0; round < 64; round++) {
 		uint16_t uidx =
 			__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE);
@@ -1702,6 +1716,8 @@ static void lost(struct sim *s, const char *why)
 	if (!s->connected)
 		return;
 	trace(s, "connection lost: %s", why);
+	if (s->flood.running)
+		sim_flood_stop(s, NULL);
 	s->connected = false;
 	close_fd(&s->sock);
 	backend_close(s);
@@ -1866,7 +1882,7 @@ int sim_set_config(struct sim *s, uint32_t offset, const void *buf,
 
 static int read_config_at_connect(struct sim *s)
 {
-	struct virtio_console_config c = { 0 };
+	struct virtio_console_config c = {0};
 	int rc = sim_read_config(s, &c);
 
 	if (rc)
@@ -2394,6 +2410,8 @@ unsigned sim_diagnose(const struct sim *s, char *buf, size_t len)
 		buf[0] = '\0';
 	for (unsigned q = 0; q < s->nvqs; q++) {
 		const struct sim_vq *vq = &s->vqs[q];
+		if (vq->flooded)
+			continue;
 		uint16_t uidx =
 			__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE);
 		uint16_t flags =
@@ -2506,7 +2524,7 @@ static void check_stale(struct sim *s)
 	for (unsigned q = 0; q < s->nvqs; q++) {
 		struct sim_vq *vq = &s->vqs[q];
 		if (vq->broken || vq->tainted || vq->no_interrupt ||
-		    vq->call_fd < 0)
+		    vq->flooded || vq->call_fd < 0)
 			continue;
 		uint16_t uidx =
 			__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE);
@@ -2616,7 +2634,7 @@ static bool cond_port_named(struct sim *s, void *a)
 
 int sim_wait_port(struct sim *s, const char *name, int timeout_ms)
 {
-	struct port_name_arg a = { .name = name, .nr = -1 };
+	struct port_name_arg a = {.name = name, .nr = -1};
 	int rc = sim_wait(s, cond_port_named, &a, timeout_ms);
 
 	return rc ? rc : a.nr;
@@ -3116,7 +3134,8 @@ int sim_shrink_memory(struct sim *s, uint64_t size)
 	 * mappings of the file fault. */
 	memcpy(copy, s->mem, len);
 	if (mmap(s->mem, len, PROT_READ | PROT_WRITE,
-		 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED) {
+		 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		 0) == MAP_FAILED) {
 		free(copy);
 		return -errno;
 	}
@@ -3154,4 +3173,95 @@ int sim_raw_used(struct sim *s, unsigned qidx, struct sim_raw_completion *out)
 		return 0;
 	}
 	return -EAGAIN;
+}
+
+/* ---- flood: a guest re-posting refused chains ------------------------- */
+
+/* The flood thread: whatever the device returns goes straight back on the
+ * avail ring, one chain at a time, at memory speed, as a vCPU spinning
+ * beside the device would; it kicks when the device asks for a kick
+ * (avail_event, or no VRING_USED_F_NO_NOTIFY).  It touches only its
+ * queue's avail ring and reads its used ring. */
+static void *flood_run(void *arg)
+{
+	struct sim *s = arg;
+	struct sim_vq *vq = s->flood.vq;
+	uint16_t avail = vq->avail_idx, kicked = avail;
+	uint64_t one = 1;
+
+	while (!__atomic_load_n(&s->flood.stop, __ATOMIC_ACQUIRE)) {
+		uint16_t used =
+			__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE);
+
+		if ((uint16_t)(avail - used) < vq->num) {
+			vq->avail->ring[avail % vq->num] = avail % vq->num;
+			avail++;
+			__atomic_store_n(&vq->avail->idx, avail,
+					 __ATOMIC_RELEASE);
+			__atomic_fetch_add(&s->flood.posted, 1,
+					   __ATOMIC_RELAXED);
+			continue;
+		}
+		/* Ring full: the device has not caught up.  Kick if it asked
+		 * since our last kick, then let it run. */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		bool need =
+			s->st.event_idx
+				? need_event(__atomic_load_n(vq_avail_event(vq),
+							     __ATOMIC_RELAXED),
+					     avail, kicked)
+				: !(__atomic_load_n(&vq->used->flags,
+						    __ATOMIC_RELAXED) &
+				    VRING_USED_F_NO_NOTIFY);
+		if (need && avail != kicked) {
+			kicked = avail;
+			if (write(vq->kick_fd, &one, sizeof(one)) < 0 &&
+			    errno != EAGAIN)
+				break; /* the connection is going */
+		}
+		sched_yield();
+	}
+	return NULL;
+}
+
+int sim_flood_start(struct sim *s, unsigned qidx)
+{
+	struct sim_vq *vq = NULL;
+	int rc = raw_vq(s, qidx, &vq);
+
+	if (rc)
+		return rc;
+	if (s->flood.running)
+		return fail(s, -EBUSY, "a flood is already running");
+	if (vq->inflight || vq->num_free != vq->num || vq->kick_fd < 0)
+		return fail(s, -EBUSY,
+			    "queue %u is in use (%u chains in flight)", qidx,
+			    vq->inflight);
+	/* Every descriptor: 64 bytes just past the end of guest memory, so
+	 * each chain is one the device must return unread. */
+	for (unsigned i = 0; i < vq->num; i++)
+		vq->desc[i] = (struct vring_desc){.addr = s->o.guest_base +
+							  s->o.mem_size + 4096,
+						  .len = 64};
+	vq->flooded = true;
+	s->flood.vq = vq;
+	s->flood.posted = 0;
+	s->flood.stop = false;
+	rc = pthread_create(&s->flood.thread, NULL, flood_run, s);
+	if (rc)
+		return fail(s, -rc, "pthread_create: %s", strerror(rc));
+	s->flood.running = true;
+	return 0;
+}
+
+int sim_flood_stop(struct sim *s, uint64_t *posted)
+{
+	if (!s->flood.running)
+		return fail(s, -ESRCH, "no flood is running");
+	__atomic_store_n(&s->flood.stop, true, __ATOMIC_RELEASE);
+	pthread_join(s->flood.thread, NULL);
+	s->flood.running = false;
+	if (posted)
+		*posted = __atomic_load_n(&s->flood.posted, __ATOMIC_RELAXED);
+	return 0;
 }

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -1395,6 +1396,27 @@ static void cmd_kick(struct cli *c, int argc, char **argv, char *rest)
 	ok(c, NULL);
 }
 
+static void cmd_flood(struct cli *c, int argc, char **argv, char *rest)
+{
+	uint64_t posted;
+	unsigned q;
+	int rc;
+
+	(void)rest;
+	if (strcmp(argv[0], "flood-stop") == 0) {
+		rc = sim_flood_stop(c->sim, &posted);
+		if (rc)
+			return err_rc(c, rc);
+		return ok(c, "%" PRIu64, posted);
+	}
+	if (argc != 2 || !parse_uint(argv[1], 0xffff, &q))
+		return err(c, "bad queue index");
+	rc = sim_flood_start(c->sim, q);
+	if (rc)
+		return err_rc(c, rc);
+	ok(c, NULL);
+}
+
 static void cmd_shrink_mem(struct cli *c, int argc, char **argv, char *rest)
 {
 	uint64_t size;
@@ -1514,8 +1536,7 @@ static const struct cmd commands[] = {
 	 "append exactly N received bytes to PATH -> ok N | err timeout GOT"},
 	{"rx-withhold", 2, 2, cmd_withhold, "rx-withhold NR 0|1",
 	 "1: stop re-posting RX buffers; 0: re-post them"},
-	{"tx-withhold-kick", 2, 2, cmd_withhold,
-	 "tx-withhold-kick NR 0|1",
+	{"tx-withhold-kick", 2, 2, cmd_withhold, "tx-withhold-kick NR 0|1",
 	 "1: publish TX chains without kicking; 0: kick for them now"},
 	{"tx-scribble", 2, 2, cmd_tx_scribble, "tx-scribble NR BYTE",
 	 "overwrite every TX buffer still posted (a reset the device is "
@@ -1550,6 +1571,10 @@ static const struct cmd commands[] = {
 	{"raw-used", 1, 2, cmd_raw_used, "raw-used QIDX [ms]",
 	 "wait for a raw chain's completion -> ok ID LEN | err timeout"},
 	{"kick", 1, 1, cmd_kick, "kick QIDX", "kick a queue unconditionally"},
+	{"flood", 1, 1, cmd_flood, "flood QIDX",
+	 "a thread keeps QIDX full of chains the device must refuse"},
+	{"flood-stop", 0, 0, cmd_flood, "flood-stop",
+	 "stop the flood -> ok CHAINS_POSTED"},
 	{"shrink-mem", 1, 1, cmd_shrink_mem, "shrink-mem SIZE",
 	 "cut the guest-memory file behind the device's back (then only kick)"},
 	{"queue", 1, 1, cmd_queue, "queue QIDX", "ring addresses and indexes"},

@@ -489,6 +489,15 @@ class Sim:
     def kick(self, qidx: int) -> None:
         self.cmd(f"kick {qidx}")
 
+    def flood(self, qidx: int) -> None:
+        """A sim thread keeps qidx full of chains the device must refuse,
+        re-posting each one as soon as it comes back (see sim.h)."""
+        self.cmd(f"flood {qidx}")
+
+    def flood_stop(self) -> int:
+        """Stops the flood; returns how many chains it posted."""
+        return int(self.cmd("flood-stop"))
+
     def emerg(self, text: bytes) -> int:
         return int(self.cmd(f"emerg {_escape_text(text)}"))
 
