@@ -76,6 +76,11 @@ struct hub_observer_ops {
 	void (*port_removed)(struct hub_port *hp, void *opaque);
 	/* New `.events` lines are queued; called from the loop. */
 	void (*events_ready)(void *opaque);
+	/* Something a person would want in a status line changed (the
+	 * frontend, the driver, a port plugged, opened or closed on either
+	 * side: every kind of `.events` line), whether or not anyone reads
+	 * `.events`; called from the loop, once for a burst. */
+	void (*changed)(void *opaque);
 	/* Attributes the observer adds to a port, for the FUSE layer to show
 	 * as user.vport.KEY: attr_list appends "KEY\0" for each to buf
 	 * (at most len bytes) and returns the bytes it needs (more than len:
@@ -142,10 +147,10 @@ struct hub_port_info {
 	bool console;
 	bool guest_connected;
 	bool host_connected;
-	uint64_t rx_bytes;      /* see struct vser_port_stats */
+	uint64_t rx_bytes; /* see struct vser_port_stats */
 	uint64_t tx_bytes;
 	uint64_t dropped_bytes;
-	uint16_t cols, rows;    /* console ports: the guest's window size */
+	uint16_t cols, rows; /* console ports: the guest's window size */
 };
 /* -ENODEV if the port is gone. */
 int hub_port_info(const struct hub_port *hp, struct hub_port_info *info);
@@ -161,7 +166,7 @@ ssize_t hub_port_attr_get(struct hub_port *hp, const char *key, char *buf,
 int hub_port_resize(struct hub_port *hp, uint16_t cols, uint16_t rows);
 
 struct hub_device_info {
-	bool frontend;     /* a vhost-user frontend is connected */
+	bool frontend;	   /* a vhost-user frontend is connected */
 	bool driver_ready; /* the guest driver sent DEVICE_READY */
 	unsigned max_ports;
 	uint64_t features;     /* negotiated */
@@ -228,12 +233,12 @@ bool hub_ep_is_source(const struct hub_ep *ep);
 size_t hub_ep_readable(const struct hub_ep *ep);
 /*
  * Describe up to max readable bytes as at most *niov iovecs (at most
- * two; *niov >= 1); returns the byte count and sets *niov.  Valid until the next hub
- * call.  Marks what the guest sent so far as offered (vser_reader_seen),
- * and emits "reader-overrun" once for console bytes this endpoint lost.
+ * two; *niov >= 1); returns the byte count and sets *niov.  Valid until the
+ * next hub call.  Marks what the guest sent so far as offered
+ * (vser_reader_seen), and emits "reader-overrun" once for console bytes this
+ * endpoint lost.
  */
-size_t hub_ep_peek(struct hub_ep *ep, struct iovec *iov, int *niov,
-		   size_t max);
+size_t hub_ep_peek(struct hub_ep *ep, struct iovec *iov, int *niov, size_t max);
 /* The endpoint took n bytes of what peek described. */
 void hub_ep_consume(struct hub_ep *ep, size_t n);
 /* The endpoint looked at the port (a poll was answered): what the guest

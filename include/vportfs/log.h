@@ -11,14 +11,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* The level names users know from virtiofsd's --log-level.  A message is
+ * printed when its level is at most the configured one; `off` prints none
+ * (vp_log_fatal still does). */
 enum vp_log_level {
-	VP_LOG_ERROR = 0,
+	VP_LOG_OFF = 0,
+	VP_LOG_ERROR,
 	VP_LOG_WARN,
 	VP_LOG_INFO,
 	VP_LOG_DEBUG,
+	VP_LOG_TRACE, /* per message: every vhost-user and control message */
 };
 
-/* Parse "error|warn|info|debug"; returns 0 or -EINVAL. */
+/* Parse "off|error|warn|info|debug|trace"; returns 0 or -EINVAL. */
 int vp_log_parse_level(const char *s, enum vp_log_level *out);
 void vp_log_set_level(enum vp_log_level level);
 void vp_log_use_syslog(bool on);
@@ -50,6 +55,11 @@ void vp_log_ratelimited(struct vp_ratelimit *rl, enum vp_log_level level,
 	do {                                                                   \
 		if (vp_log_enabled(VP_LOG_DEBUG))                              \
 			vp_log(VP_LOG_DEBUG, __VA_ARGS__);                     \
+	} while (0)
+#define vp_trace(...)                                                          \
+	do {                                                                   \
+		if (vp_log_enabled(VP_LOG_TRACE))                              \
+			vp_log(VP_LOG_TRACE, __VA_ARGS__);                     \
 	} while (0)
 
 /* Rate-limited warning for peer-triggered conditions: one budget per site. */

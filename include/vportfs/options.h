@@ -31,8 +31,15 @@ struct vp_port_spec {
 };
 
 struct vp_opts {
+	/* --socket-path (or --socket), --fd: at most one.  Neither: main
+	 * takes a socket-activated one (LISTEN_FDS). */
 	const char *socket_path;
-	int listen_fd; /* -1 unless --fd */
+	int fd; /* -1 unless --fd: listening or connected (SO_ACCEPTCONN) */
+	/* For the socket --socket-path creates (only with it). */
+	bool socket_group_set;
+	gid_t socket_group;
+	bool socket_mode_set;
+	mode_t socket_mode; /* default 0600 */
 	const char *mountpoint;
 	unsigned max_ports;
 	struct vp_port_spec *ports;
@@ -53,11 +60,22 @@ struct vp_opts {
 	bool help;
 	bool version;
 	bool print_capabilities;
+	/* Owned: the --config file's text, split in place; string options
+	 * from it point here. */
+	char *config_text;
 };
 
-/* 0, or -EINVAL with a message in err.  Fills defaults first.  On success
- * with opts->help/version/print_capabilities set, other fields may be
- * incomplete. */
+/*
+ * 0, or -EINVAL with one line in err.  Fills defaults first, then applies
+ * the --config FILE's lines (errors say FILE:LINE), then the rest of the
+ * command line, so that it overrides the file (repeatable options add).
+ * --print-capabilities anywhere in argv wins over everything else, even
+ * bad options (QEMU's backend conventions).  On success with
+ * opts->help/version/print_capabilities set, other fields may be
+ * incomplete.  Strings in opts point into argv or opts->config_text:
+ * argv must outlive opts; vp_opts_free() releases the rest (also after a
+ * failure).
+ */
 int vp_opts_parse(struct vp_opts *opts, int argc, char **argv, char *err,
 		  size_t errlen);
 void vp_opts_free(struct vp_opts *opts);

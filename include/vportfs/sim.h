@@ -123,7 +123,8 @@ struct sim *sim_new(const struct sim_opts *opts);
 void sim_free(struct sim *sim);
 
 /* Connects to the daemon's unix socket, retrying ENOENT/ECONNREFUSED for
- * up to connect_timeout_ms, then does the whole handshake: vhost-user
+ * up to connect_timeout_ms ("fd:N": socket N is already connected; the
+ * sim owns it from then on), then does the whole handshake: vhost-user
  * negotiation, memory table, every queue, control-rx buffers and
  * DEVICE_READY.  Port announcements arrive later, through sim_process().
  * May be called once per sim. */

@@ -9,11 +9,9 @@
 #include <ev.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vportfs/chr.h"
@@ -22,36 +20,11 @@
 #include "vportfs/log.h"
 #include "vportfs/options.h"
 #include "vportfs/pfs.h"
+#include "vportfs/service.h"
 #include "vportfs/vser.h"
 #include "vportfs/vu.h"
 
 #define EXIT_USAGE 2
-
-/* Tell a service manager we are up (sd_notify protocol, no libsystemd). */
-static void notify_ready(void)
-{
-	const char *path = getenv("NOTIFY_SOCKET");
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	static const char msg[] = "READY=1";
-	size_t len;
-	int fd;
-
-	if (!path || (path[0] != '/' && path[0] != '@'))
-		return;
-	len = strlen(path);
-	if (len >= sizeof(sa.sun_path))
-		return;
-	memcpy(sa.sun_path, path, len);
-	if (sa.sun_path[0] == '@')
-		sa.sun_path[0] = '\0'; /* abstract namespace */
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return;
-	if (sendto(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL, (struct sockaddr *)&sa,
-		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
-		vp_warn("NOTIFY_SOCKET: %s", strerror(errno));
-	close(fd);
-}
 
 /* w->data: a bool, "stop", for the start-up wait (wait=on). */
 static void stop_cb(struct ev_loop *ev, ev_signal *w, int revents)
@@ -127,7 +100,8 @@ static int add_chardevs(struct chr_set *chrs, const struct vp_opts *o,
 		for (unsigned k = 0; k < p->nchardevs; k++) {
 			if (chr_set_bind(chrs, p->chardevs[k], label, err,
 					 sizeof(err))) {
-				vp_log_fatal("--port name=%s: %s", p->name, err);
+				vp_log_fatal("--port name=%s: %s", p->name,
+					     err);
 				return -EINVAL;
 			}
 		}
@@ -142,12 +116,13 @@ static int check_file_names(struct vser *dev)
 	char a[VSER_NAME_MAX + 1], b[VSER_NAME_MAX + 1];
 	struct vser_port *p, *q;
 
-	for (p = vser_port_next(dev, 0); p; p = vser_port_next(dev, vser_port_nr(p) + 1)) {
+	for (p = vser_port_next(dev, 0); p;
+	     p = vser_port_next(dev, vser_port_nr(p) + 1)) {
 		hub_label(vser_port_nr(p), vser_port_name(p), a, sizeof(a));
 		for (q = vser_port_next(dev, vser_port_nr(p) + 1); q;
 		     q = vser_port_next(dev, vser_port_nr(q) + 1)) {
 			hub_label(vser_port_nr(q), vser_port_name(q), b,
-					  sizeof(b));
+				  sizeof(b));
 			if (strcmp(a, b) == 0) {
 				vp_log_fatal("--port: ports %u and %u would "
 					     "both be the file '%s'",
@@ -160,11 +135,36 @@ static int check_file_names(struct vser *dev)
 	return 0;
 }
 
+/* --socket-group, --socket-mode on the socket vu_listen_path() made (mode
+ * 0600 from its bind on: never wider than asked). */
+static int socket_access(const struct vp_opts *o)
+{
+	if (o->socket_group_set &&
+	    chown(o->socket_path, (uid_t)-1, o->socket_group) < 0)
+		return -errno;
+	if (chmod(o->socket_path, o->socket_mode) < 0)
+		return -errno;
+	return 0;
+}
+
+/* An inherited socket (--fd, or socket activation): listening, we accept
+ * one VM after another; connected, we serve that one (QEMU's backend
+ * conventions allow both; SO_ACCEPTCONN tells them apart). */
+static int serve_fd(struct vu *vu, int fd, bool *connected)
+{
+	int rc = vp_service_fd_listening(fd);
+
+	if (rc < 0)
+		return rc;
+	*connected = rc == 0;
+	return *connected ? vu_attach_fd(vu, fd) : vu_listen_fd(vu, fd);
+}
+
 int main(int argc, char **argv)
 {
-	struct vser_config dcfg = { 0 };
-	struct hub_config hcfg = { 0 };
-	struct pfs_config fcfg = { 0 };
+	struct vser_config dcfg = {0};
+	struct hub_config hcfg = {0};
+	struct pfs_config fcfg = {0};
 	struct ev_loop *ev;
 	ev_signal sigint, sigterm, sighup;
 	struct vp_loop *loop = NULL;
@@ -173,7 +173,9 @@ int main(int argc, char **argv)
 	struct chr_set *chrs = NULL;
 	struct vser_port **ports = NULL;
 	struct pfs *fs = NULL;
-	bool stop = false;
+	struct vp_status *st = NULL;
+	const char *where = "--fd";
+	bool stop = false, connected = false;
 	struct vp_opts o;
 	char err[512];
 	int rc, status = EXIT_FAILURE;
@@ -192,7 +194,9 @@ int main(int argc, char **argv)
 		goto out_opts;
 	}
 	if (o.print_capabilities) {
-		printf("{\n  \"type\": \"console\",\n  \"features\": []\n}\n");
+		/* QEMU's docs/interop/vhost-user.json: a console backend
+		 * has no features to list. */
+		printf("{\"type\": \"console\"}\n");
 		goto out_opts;
 	}
 	/* From here on every failure is logged, to syslog too with --syslog
@@ -205,6 +209,21 @@ int main(int argc, char **argv)
 			vp_log_fatal("%s", err);
 			goto out_opts;
 		}
+	}
+	/* Neither --socket-path nor --fd: systemd's socket activation. */
+	if (!o.socket_path && o.fd < 0) {
+		rc = vp_service_activated_fd(&where, err, sizeof(err));
+		if (rc == -ENOENT) {
+			vp_log_fatal("give --socket-path or --fd, or start "
+				     "vportfs by socket activation");
+			status = EXIT_USAGE;
+			goto out_opts;
+		}
+		if (rc < 0) {
+			vp_log_fatal("%s", err);
+			goto out_opts;
+		}
+		o.fd = rc;
 	}
 	ev = EV_DEFAULT;
 	if (!ev) {
@@ -269,16 +288,22 @@ int main(int argc, char **argv)
 		status = EXIT_SUCCESS;
 		goto out_signals;
 	}
-	if (o.socket_path)
+	if (o.socket_path) {
+		where = o.socket_path;
 		rc = vu_listen_path(vser_vu(dev), o.socket_path);
-	else
-		rc = vu_listen_fd(vser_vu(dev), o.listen_fd);
+		if (!rc)
+			rc = socket_access(&o);
+	} else {
+		rc = serve_fd(vser_vu(dev), o.fd, &connected);
+	}
 	if (rc) {
-		vp_log_fatal("cannot listen on %s: %s",
-			     o.socket_path ? o.socket_path : "--fd",
-			     strerror(-rc));
+		vp_log_fatal("cannot %s %s: %s",
+			     o.socket_path ? "listen on" : "serve the VM on",
+			     where, strerror(-rc));
 		goto out_signals;
 	}
+	/* Connected: that VM only; when it goes, we go. */
+	st = vp_status_new(hub, ev, where, connected);
 
 	fcfg.mountpoint = o.mountpoint;
 	fcfg.allow_other = o.allow_other;
@@ -292,15 +317,15 @@ int main(int argc, char **argv)
 	if (!fs)
 		goto out_signals;
 
-	vp_info("serving %s, mounted on %s",
-		o.socket_path ? o.socket_path : "inherited socket",
-		o.mountpoint);
-	notify_ready();
+	vp_info("serving %s, mounted on %s", where, o.mountpoint);
+	vp_service_ready(st);
 	ev_run(ev, 0);
+	vp_service_stopping();
 	status = EXIT_SUCCESS;
 
 	pfs_free(fs);
 out_signals:
+	vp_status_free(st);
 	ev_signal_stop(ev, &sigint);
 	ev_signal_stop(ev, &sigterm);
 	ev_signal_stop(ev, &sighup);

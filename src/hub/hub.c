@@ -28,7 +28,7 @@ struct hub_ep {
 	void *opaque;
 	unsigned flags;
 	struct vser_reader *reader; /* HUB_EP_READ, until hung or gone */
-	struct vp_buf tail; /* hung up: its session's unread output */
+	struct vp_buf tail;	    /* hung up: its session's unread output */
 	/* -o session: the guest session it belongs to (0: the next one),
 	 * and whether that session has ended. */
 	uint64_t session;
@@ -47,8 +47,8 @@ struct hub_port {
 	unsigned nr;
 	char label[HUB_NAME_MAX + 1];
 	struct hub_ep_list eps; /* in attach order: the order of turns */
-	struct hub_ep *source;  /* the endpoint feeding the guest */
-	bool host_connected;    /* what we last told the device */
+	struct hub_ep *source;	/* the endpoint feeding the guest */
+	bool host_connected;	/* what we last told the device */
 	bool pinned; /* being unplugged: not freed by its last detach */
 };
 
@@ -61,7 +61,7 @@ struct hub {
 	struct vp_loop *loop;
 	struct vser *dev;
 	struct hub_config cfg;
-	struct hub_port **ports; /* indexed by port number */
+	struct hub_port **ports;    /* indexed by port number */
 	LIST_HEAD(, hub_port) gone; /* unplugged, endpoints still attached */
 	unsigned max_ports;
 	uint64_t next_id;
@@ -69,6 +69,7 @@ struct hub {
 	struct hub_observer obs[HUB_MAX_OBSERVERS];
 	bool reap_scheduled;
 	bool events_pending;
+	bool changed_pending; /* observers' `changed` is due */
 };
 
 /* ---- names -------------------------------------------------------------- */
@@ -103,15 +104,15 @@ static void emit_count(struct hub *hub, const char *event,
 	int nr = hp ? (int)hp->nr : 0;
 	bool heard;
 
+	hub->changed_pending = true;
+	schedule_reap(hub);
 	if (key)
 		heard = hub_events_emit_count(hub->events, event, label, nr,
 					      key, value);
 	else
 		heard = hub_events_emit(hub->events, event, label, nr);
-	if (heard) {
+	if (heard)
 		hub->events_pending = true;
-		schedule_reap(hub);
-	}
 }
 
 static void emit(struct hub *hub, const char *event, const struct hub_port *hp)
@@ -138,8 +139,7 @@ static bool ep_live(const struct hub_ep *ep)
 
 	if (!ep_in_sessions(ep))
 		return vser_port_guest_connected(p);
-	return !ep->hung && ep->session != 0 &&
-	       vser_port_guest_connected(p) &&
+	return !ep->hung && ep->session != 0 && vser_port_guest_connected(p) &&
 	       ep->session == vser_port_guest_session(p);
 }
 
@@ -247,6 +247,12 @@ static void reap_cb(void *opaque)
 			if (hub->obs[i].ops && hub->obs[i].ops->events_ready)
 				hub->obs[i].ops->events_ready(
 					hub->obs[i].opaque);
+	}
+	if (hub->changed_pending) {
+		hub->changed_pending = false;
+		for (unsigned i = 0; i < HUB_MAX_OBSERVERS; i++)
+			if (hub->obs[i].ops && hub->obs[i].ops->changed)
+				hub->obs[i].ops->changed(hub->obs[i].opaque);
 	}
 }
 
@@ -496,7 +502,7 @@ static void tell_observers(struct hub *hub, struct hub_port *hp, bool added)
 
 int hub_port_add(struct hub *hub, const char *name, struct hub_port **out)
 {
-	struct vser_port_config pc = { .nr = -1, .name = name };
+	struct vser_port_config pc = {.nr = -1, .name = name};
 	struct vser_port *port;
 	struct hub_port *hp;
 	int rc;
@@ -655,8 +661,8 @@ void hub_device_info(const struct hub *hub, struct hub_device_info *info)
 /* ---- endpoints ---------------------------------------------------------- */
 
 /* Sharing: one source and any number of readers, or (exclusive) one
- * endpoint of any kind, persistent ones (chardevs) aside.  A hung-up endpoint (-o session) can no longer
- * talk to the guest: it keeps nobody out. */
+ * endpoint of any kind, persistent ones (chardevs) aside.  A hung-up endpoint
+ * (-o session) can no longer talk to the guest: it keeps nobody out. */
 static int check_sharing(const struct hub_port *hp, unsigned flags)
 {
 	const struct hub_ep *ep;
@@ -665,8 +671,7 @@ static int check_sharing(const struct hub_port *hp, unsigned flags)
 		TAILQ_FOREACH(ep, &hp->eps, link)
 			if (!ep->hung && !(ep->flags & HUB_EP_PERSISTENT))
 				return -EBUSY;
-	if ((flags & HUB_EP_WRITE) && hp->source &&
-	    !(flags & HUB_EP_WAIT_TURN))
+	if ((flags & HUB_EP_WRITE) && hp->source && !(flags & HUB_EP_WAIT_TURN))
 		return -EBUSY;
 	return 0;
 }
@@ -796,8 +801,7 @@ static void report_overrun(struct hub_ep *ep)
 	ep->lost_reported = lost;
 }
 
-size_t hub_ep_peek(struct hub_ep *ep, struct iovec *iov, int *niov,
-		   size_t max)
+size_t hub_ep_peek(struct hub_ep *ep, struct iovec *iov, int *niov, size_t max)
 {
 	struct iovec two[2];
 	size_t n = 0;

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -1760,6 +1761,14 @@ static int connect_sock(struct sim *s, const char *path, int timeout_ms)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int64_t deadline = now_ms() + timeout_ms;
 
+	if (strncmp(path, "fd:", 3) == 0) {
+		char *end;
+		long fd = strtol(path + 3, &end, 10);
+		if (*end || end == path + 3 || fd < 0 || fd > INT_MAX)
+			return fail(s, -EINVAL, "bad socket '%s'", path);
+		s->sock = (int)fd;
+		return 0;
+	}
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return fail(s, -ENAMETOOLONG, "socket path too long");
 	memcpy(sa.sun_path, path, strlen(path) + 1);

@@ -19,10 +19,12 @@ static enum vp_log_level log_level = VP_LOG_WARN;
 static bool log_syslog;
 
 static const char *const level_names[] = {
+	[VP_LOG_OFF] = "off",
 	[VP_LOG_ERROR] = "error",
 	[VP_LOG_WARN] = "warn",
 	[VP_LOG_INFO] = "info",
 	[VP_LOG_DEBUG] = "debug",
+	[VP_LOG_TRACE] = "trace",
 };
 
 int vp_log_parse_level(const char *s, enum vp_log_level *out)
@@ -51,7 +53,7 @@ void vp_log_use_syslog(bool on)
 
 bool vp_log_enabled(enum vp_log_level level)
 {
-	return level <= log_level;
+	return level != VP_LOG_OFF && level <= log_level;
 }
 
 static void vlog(enum vp_log_level level, const char *fmt, va_list ap)
@@ -61,6 +63,7 @@ static void vlog(enum vp_log_level level, const char *fmt, va_list ap)
 		[VP_LOG_WARN] = LOG_WARNING,
 		[VP_LOG_INFO] = LOG_INFO,
 		[VP_LOG_DEBUG] = LOG_DEBUG,
+		[VP_LOG_TRACE] = LOG_DEBUG,
 	};
 	char line[1024];
 

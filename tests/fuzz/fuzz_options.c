@@ -66,15 +66,24 @@ static bool in_arg(char *const *argv, int argc, const char *p)
 	return false;
 }
 
+static bool in_config(const struct vp_opts *o, const char *p)
+{
+	return o->config_text && p >= o->config_text &&
+	       p <= o->config_text + (1u << 20);
+}
+
 static void check_opts(const struct vp_opts *o, char *const *argv, int argc)
 {
 	if (o->help || o->version || o->print_capabilities)
 		return; /* "other fields may be incomplete" */
-	if (!o->mountpoint || !is_arg(argv, argc, o->mountpoint))
+	/* Strings come from argv, or from a --config file's text. */
+	if (!o->mountpoint || (!is_arg(argv, argc, o->mountpoint) &&
+			       !in_config(o, o->mountpoint)))
 		abort();
-	if (!o->socket_path == (o->listen_fd < 0))
+	if (o->socket_path && o->fd >= 0)
 		abort();
-	if (o->socket_path && !in_arg(argv, argc, o->socket_path))
+	if (o->socket_path && !in_arg(argv, argc, o->socket_path) &&
+	    !in_config(o, o->socket_path))
 		abort();
 	if (o->max_ports < 1 || o->max_ports > VSER_MAX_PORTS_LIMIT ||
 	    o->nports > o->max_ports || (o->nports && !o->ports) ||

@@ -160,6 +160,7 @@ class Sim:
         slack: float = 5.0,
         env: dict | None = None,
         verbose: bool = False,
+        pass_fds: tuple[int, ...] = (),
     ):
         self.timeout = timeout
         self.slack = slack
@@ -184,6 +185,7 @@ class Sim:
             stderr=self._stderr,
             env=env,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
         try:
             greeting = self._read_line(connect_timeout + timeout + slack, "<connect>")

@@ -108,7 +108,7 @@ class Daemon:
         self.proc = None
 
     def argv(self):
-        argv = [VPORTFS, "--socket", self.sock]
+        argv = [VPORTFS, "--socket-path", self.sock]
         for p in self.ports:
             argv += ["--port", p]
         return argv + self.args + [self.mnt]

@@ -54,7 +54,7 @@ struct fx {
 	size_t events_len;
 	struct tep ep[NEP];
 	/* The observer's record. */
-	unsigned added, removed, events_ready;
+	unsigned added, removed, events_ready, changed;
 	struct hub_port *last_added, *last_removed;
 	bool removed_was_gone;
 };
@@ -107,10 +107,18 @@ static void obs_events_ready(void *opaque)
 	f->events_ready++;
 }
 
+static void obs_changed(void *opaque)
+{
+	struct fx *f = opaque;
+
+	f->changed++;
+}
+
 static const struct hub_observer_ops obs_ops = {
 	.port_added = obs_port_added,
 	.port_removed = obs_port_removed,
 	.events_ready = obs_events_ready,
+	.changed = obs_changed,
 };
 
 /* ---- fixtures ----------------------------------------------------------- */
@@ -1252,6 +1260,38 @@ test_guest_open_and_close_are_events_observers_hear_of_from_the_loop(
 	assert_int_equal(f->events_ready, 2);
 }
 
+/* The status line of a service manager (main's) needs no .events reader:
+ * every kind of event makes one `changed` call per loop turn. */
+static void
+test_changed_is_heard_without_events_readers_once_a_burst(void **state)
+{
+	struct fx *f = *state;
+	struct hub_port *hp;
+
+	hub_events_close(f->evr);
+	f->evr = NULL;
+	fake_vser_device_event(f->dev, VSER_DEV_FRONTEND_UP);
+	fake_vser_device_event(f->dev, VSER_DEV_DRIVER_READY);
+	fake_vser_guest_open(f->ser);
+	assert_int_equal(f->changed, 0);
+	fake_loop_run_deferred(f->fl);
+	assert_int_equal(f->changed, 1);
+	assert_int_equal(f->events_ready, 0);
+	/* Guest data is not a change of state. */
+	guest_send(f->ser, "x");
+	fake_loop_run_deferred(f->fl);
+	assert_int_equal(f->changed, 1);
+	assert_int_equal(hub_port_add(f->hub, "hot", &hp), 0);
+	fake_loop_run_deferred(f->fl);
+	assert_int_equal(f->changed, 2);
+	fake_vser_guest_close(f->ser);
+	fake_loop_run_deferred(f->fl);
+	assert_int_equal(f->changed, 3);
+	fake_vser_device_event(f->dev, VSER_DEV_FRONTEND_DOWN);
+	fake_loop_run_deferred(f->fl);
+	assert_int_equal(f->changed, 4);
+}
+
 static void
 test_device_events_are_reported_and_device_info_follows_the_device(void **state)
 {
@@ -1556,6 +1596,7 @@ int main(void)
 		T(test_fsync_waits_until_the_guest_has_taken_the_written_bytes),
 		T(test_fsync_reports_discarded_bytes_once),
 		T(test_guest_open_and_close_are_events_observers_hear_of_from_the_loop),
+		T(test_changed_is_heard_without_events_readers_once_a_burst),
 		T(test_device_events_are_reported_and_device_info_follows_the_device),
 		T(test_console_reader_overrun_is_reported_once_per_loss),
 		T(test_endpoint_may_detach_itself_from_its_changed_callback),

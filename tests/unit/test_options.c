@@ -39,7 +39,7 @@ static int setup(void **state)
 static void reset_getopt(void)
 {
 	static char arg0[] = "t";
-	char *argv[] = { arg0, NULL };
+	char *argv[] = {arg0, NULL};
 
 	optind = 0;
 	opterr = 0;
@@ -111,12 +111,11 @@ static void test_defaults_with_socket_and_mountpoint(void **state)
 {
 	struct fx *f = *state;
 
-	assert_int_equal(parse(f, "--socket", "/run/vm1.sock", "/mnt/vm1",
-			       NULL),
-			 0);
+	assert_int_equal(
+		parse(f, "--socket", "/run/vm1.sock", "/mnt/vm1", NULL), 0);
 	assert_string_equal(f->o.socket_path, "/run/vm1.sock");
 	assert_string_equal(f->o.mountpoint, "/mnt/vm1");
-	assert_int_equal(f->o.listen_fd, -1);
+	assert_int_equal(f->o.fd, -1);
 	assert_int_equal(f->o.max_ports, 31);
 	assert_int_equal(f->o.mode, 0600);
 	assert_int_equal(f->o.nports, 0);
@@ -136,7 +135,7 @@ static void test_fd_instead_of_socket(void **state)
 	struct fx *f = *state;
 
 	assert_int_equal(parse(f, "--fd", "3", "/mnt", NULL), 0);
-	assert_int_equal(f->o.listen_fd, 3);
+	assert_int_equal(f->o.fd, 3);
 	assert_null(f->o.socket_path);
 }
 
@@ -148,8 +147,10 @@ static void test_full_command_line(void **state)
 			       "--port", "name=org.qemu.guest_agent.0",
 			       "--port", "name=console0,console=on,nr=0",
 			       "--port", "name=b,nr=126", "-o",
-			       "allow_other,default_permissions,uid=1000,gid=100,mode=0640",
-			       "--log-level", "debug", "--syslog", "/mnt", NULL),
+			       "allow_other,default_permissions,uid=1000,gid="
+			       "100,mode=0640",
+			       "--log-level", "debug", "--syslog", "/mnt",
+			       NULL),
 			 0);
 	assert_int_equal(f->o.max_ports, 127);
 	assert_int_equal(f->o.nports, 3);
@@ -173,9 +174,8 @@ static void test_options_after_mountpoint_are_parsed(void **state)
 {
 	struct fx *f = *state;
 
-	assert_int_equal(parse(f, "/mnt", "--socket", "s", "--max-ports", "4",
-			       NULL),
-			 0);
+	assert_int_equal(
+		parse(f, "/mnt", "--socket", "s", "--max-ports", "4", NULL), 0);
 	assert_string_equal(f->o.mountpoint, "/mnt");
 	assert_int_equal(f->o.max_ports, 4);
 }
@@ -207,6 +207,240 @@ static void test_help_version_and_capabilities_need_nothing_else(void **state)
 	assert_true(f->o.print_capabilities);
 }
 
+/* QEMU's backend conventions: a management tool runs the binary with
+ * --print-capabilities and whatever else it thinks fit. */
+static void test_print_capabilities_wins_over_anything_anywhere(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(parse(f, "--bogus", "-x", "--port", "nr=zz",
+			       "--print-capabilities", NULL),
+			 0);
+	assert_true(f->o.print_capabilities);
+	assert_int_equal(parse(f, "--print-capabilities", "--max-ports", "0",
+			       "a", "b", "c", NULL),
+			 0);
+	assert_true(f->o.print_capabilities);
+	assert_int_equal(parse(f, "--config", "/nonexistent", "/mnt",
+			       "--print-capabilities", NULL),
+			 0);
+	assert_true(f->o.print_capabilities);
+}
+
+static void test_socket_path_and_its_alias_socket(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(parse(f, "--socket-path", "/run/a.sock", "/mnt", NULL),
+			 0);
+	assert_string_equal(f->o.socket_path, "/run/a.sock");
+	assert_int_equal(parse(f, "--socket-path=/run/b.sock", "/mnt", NULL),
+			 0);
+	assert_string_equal(f->o.socket_path, "/run/b.sock");
+	assert_int_equal(parse(f, "--socket", "/run/c.sock", "/mnt", NULL), 0);
+	assert_string_equal(f->o.socket_path, "/run/c.sock");
+	expect_error(f, "only one", "--socket-path", "s", "--fd", "3", "/mnt",
+		     NULL);
+}
+
+static void test_socket_group_and_mode(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(parse(f, "--socket-path", "s", "/mnt", NULL), 0);
+	assert_false(f->o.socket_group_set);
+	assert_int_equal(f->o.socket_mode, 0600);
+	/* Group 0 is "root" on every Debian system. */
+	assert_int_equal(parse(f, "--socket-path", "s", "--socket-group",
+			       "root", "--socket-mode", "660", "/mnt", NULL),
+			 0);
+	assert_true(f->o.socket_group_set);
+	assert_int_equal(f->o.socket_group, 0);
+	assert_int_equal(f->o.socket_mode, 0660);
+	assert_int_equal(parse(f, "--socket-path", "s", "--socket-group",
+			       "4242", "--socket-mode", "0606", "/mnt", NULL),
+			 0);
+	assert_int_equal(f->o.socket_group, 4242);
+	assert_int_equal(f->o.socket_mode, 0606);
+}
+
+static void test_socket_group_and_mode_errors(void **state)
+{
+	expect_error(*state, "no-such-group-here", "--socket-path", "s",
+		     "--socket-group", "no-such-group-here", "/mnt", NULL);
+	expect_error(*state, "--socket-mode '888'", "--socket-path", "s",
+		     "--socket-mode", "888", "/mnt", NULL);
+	expect_error(*state, "--socket-mode '1777'", "--socket-path", "s",
+		     "--socket-mode", "1777", "/mnt", NULL);
+	expect_error(*state, "--socket-mode '-1'", "--socket-path", "s",
+		     "--socket-mode", "-1", "/mnt", NULL);
+	expect_error(*state, "--socket-mode ''", "--socket-path", "s",
+		     "--socket-mode", "", "/mnt", NULL);
+	/* They are about the socket we create, not an inherited one. */
+	expect_error(*state, "--socket-path creates", "--fd", "3",
+		     "--socket-mode", "660", "/mnt", NULL);
+	expect_error(*state, "--socket-path creates", "--socket-group", "root",
+		     "/mnt", NULL);
+}
+
+static void test_log_levels_as_virtiofsd_names_them(void **state)
+{
+	static const struct {
+		const char *name;
+		enum vp_log_level level;
+	} levels[] = {
+		{"off", VP_LOG_OFF},	 {"error", VP_LOG_ERROR},
+		{"warn", VP_LOG_WARN},	 {"info", VP_LOG_INFO},
+		{"debug", VP_LOG_DEBUG}, {"trace", VP_LOG_TRACE},
+	};
+	struct fx *f = *state;
+
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+		assert_int_equal(
+			parse(f, "--log-level", levels[i].name, "/mnt", NULL),
+			0);
+		assert_int_equal(f->o.log_level, levels[i].level);
+	}
+	expect_error(f, "trace or off", "--log-level", "warning", "/mnt", NULL);
+}
+
+/* ---- --config FILE ----------------------------------------------------- */
+
+/* A config file with `text`, in a private temporary directory; its path
+ * goes to `path` (removed by config_done). */
+static void config_file(char *path, size_t len, const char *text)
+{
+	char dir[] = "/tmp/vportfs-options.XXXXXX";
+	FILE *fp;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, len, "%s/vm1.conf", dir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	assert_int_equal(fputs(text, fp) >= 0, 1);
+	assert_int_equal(fclose(fp), 0);
+}
+
+static void config_done(const char *path)
+{
+	char dir[256];
+
+	unlink(path);
+	snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(path, '/') - path),
+		 path);
+	rmdir(dir);
+}
+
+static void test_config_file_gives_every_kind_of_option(void **state)
+{
+	struct fx *f = *state;
+	char path[256];
+
+	config_file(path, sizeof(path),
+		    "# vm1: the guest agent and a console\n"
+		    "\n"
+		    "socket-path /run/vportfs/vm1.sock\n"
+		    "  socket-mode=0660   \n"
+		    "port name=org.qemu.guest_agent.0\n"
+		    "port name=console0,nr=0,console=on,chardev=log0\n"
+		    "chardev log,id=log0,path=/var/log/vm1.log\n"
+		    "max-ports 8\n"
+		    "o allow_other,uid=1000\n"
+		    "log-level\tdebug\n"
+		    "syslog\n"
+		    "mountpoint /run/vportfs/vm 1\n");
+	assert_int_equal(parse(f, "--config", path, NULL), 0);
+	config_done(path);
+	assert_string_equal(f->o.socket_path, "/run/vportfs/vm1.sock");
+	assert_int_equal(f->o.socket_mode, 0660);
+	assert_int_equal(f->o.nports, 2);
+	assert_string_equal(f->o.ports[0].name, "org.qemu.guest_agent.0");
+	assert_true(f->o.ports[1].console);
+	assert_string_equal(f->o.ports[1].chardevs[0], "log0");
+	assert_int_equal(f->o.nchardevs, 1);
+	assert_string_equal(f->o.chardevs[0],
+			    "log,id=log0,path=/var/log/vm1.log");
+	assert_int_equal(f->o.max_ports, 8);
+	assert_true(f->o.allow_other);
+	assert_int_equal(f->o.uid, 1000);
+	assert_int_equal(f->o.log_level, VP_LOG_DEBUG);
+	assert_true(f->o.syslog);
+	/* The value is the rest of the line: a path may hold a space. */
+	assert_string_equal(f->o.mountpoint, "/run/vportfs/vm 1");
+}
+
+static void test_command_line_overrides_the_config_file(void **state)
+{
+	struct fx *f = *state;
+	char path[256];
+
+	config_file(path, sizeof(path),
+		    "socket-path /run/file.sock\n"
+		    "max-ports 8\n"
+		    "log-level info\n"
+		    "port name=from-file\n"
+		    "mountpoint /from/file\n");
+	/* The command line comes first here, and still wins. */
+	assert_int_equal(parse(f, "--max-ports", "4", "--config", path,
+			       "--port", "name=from-cli", "/from/cli", NULL),
+			 0);
+	assert_string_equal(f->o.socket_path, "/run/file.sock");
+	assert_int_equal(f->o.max_ports, 4);
+	assert_int_equal(f->o.log_level, VP_LOG_INFO);
+	assert_string_equal(f->o.mountpoint, "/from/cli");
+	/* Repeatable options add up: the file's first. */
+	assert_int_equal(f->o.nports, 2);
+	assert_string_equal(f->o.ports[0].name, "from-file");
+	assert_string_equal(f->o.ports[1].name, "from-cli");
+	/* The file's socket, the command line's fd: one too many. */
+	expect_error(f, "only one", "--config", path, "--fd", "3", NULL);
+	config_done(path);
+}
+
+/* Each bad line: FILE:LINE and what is wrong with it. */
+static void test_config_errors_name_file_and_line(void **state)
+{
+	static const struct {
+		const char *text;
+		const char *says;
+	} cases[] = {
+		{"# fine\nsocket-path s\nsokcet-path s\n",
+		 "vm1.conf:3: unknown option 'sokcet-path'"},
+		{"\n\nmax-ports\n", "vm1.conf:3: option 'max-ports' needs a "
+				    "value"},
+		{"syslog yes\n", "vm1.conf:1: option 'syslog' takes no value"},
+		{"max-ports 0\n", "vm1.conf:1: --max-ports '0'"},
+		{"socket-path s\nport nme=a\n",
+		 "vm1.conf:2: --port: unknown key 'nme'"},
+		{"config /etc/other.conf\n",
+		 "vm1.conf:1: 'config' is for the command line only"},
+		{"help\n", "vm1.conf:1: 'help' is for the command line only"},
+		{"mountpoint\n", "vm1.conf:1: mountpoint needs a path"},
+		{"--socket-path s\n",
+		 "vm1.conf:1: unknown option '--socket-path'"},
+		{"a\0b\n", "a NUL byte"},
+	};
+	struct fx *f = *state;
+	char path[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		config_file(path, sizeof(path), cases[i].text);
+		if (strstr(cases[i].says, "NUL")) {
+			/* fputs stops at the NUL: write it by hand. */
+			FILE *fp = fopen(path, "w");
+			assert_non_null(fp);
+			assert_int_equal(fwrite("a\0b\n", 1, 4, fp), 4);
+			fclose(fp);
+		}
+		expect_error(f, cases[i].says, "--config", path, "/mnt", NULL);
+		config_done(path);
+	}
+	expect_error(f, "--config /nonexistent/vm1.conf: No such file",
+		     "--config", "/nonexistent/vm1.conf", "/mnt", NULL);
+	expect_error(f, "--config given twice", "--config", "a", "--config",
+		     "b", "/mnt", NULL);
+}
+
 static void test_parse_can_be_called_twice(void **state)
 {
 	struct fx *f = *state;
@@ -225,9 +459,9 @@ static void test_port_spec_name_only(void **state)
 	struct fx *f = *state;
 	struct vp_port_spec p;
 
-	assert_int_equal(vp_opts_parse_port("name=agent", &p, f->err,
-					    sizeof(f->err)),
-			 0);
+	assert_int_equal(
+		vp_opts_parse_port("name=agent", &p, f->err, sizeof(f->err)),
+		0);
 	assert_string_equal(p.name, "agent");
 	assert_int_equal(p.nr, -1);
 	assert_false(p.console);
@@ -251,8 +485,8 @@ static void test_port_spec_nr_and_console_on_off(void **state)
 	assert_int_equal(p.nr, -1);
 }
 
-static void test_port_spec_double_comma_escapes_a_comma_in_the_name(
-	void **state)
+static void
+test_port_spec_double_comma_escapes_a_comma_in_the_name(void **state)
 {
 	struct fx *f = *state;
 	struct vp_port_spec p;
@@ -268,8 +502,8 @@ static void test_port_spec_double_comma_escapes_a_comma_in_the_name(
 	assert_string_equal(p.name, "trailing,");
 }
 
-static void test_port_spec_name_of_255_bytes_is_accepted_256_is_not(
-	void **state)
+static void
+test_port_spec_name_of_255_bytes_is_accepted_256_is_not(void **state)
 {
 	struct fx *f = *state;
 	struct vp_port_spec p;
@@ -288,7 +522,8 @@ static void test_port_spec_name_of_255_bytes_is_accepted_256_is_not(
 	assert_non_null(strstr(f->err, "name"));
 }
 
-/* ---- errors --------------------------------------------------------------- */
+/* ---- errors ---------------------------------------------------------------
+ */
 
 static void test_unknown_long_option_is_named(void **state)
 {
@@ -313,23 +548,22 @@ static void test_unknown_short_option_is_named(void **state)
 static void test_unknown_short_option_in_a_group_is_named(void **state)
 {
 	/* "-xo allow_other": the bad one is -x, not the previous argument. */
-	expect_error(*state, "-x", "--socket", "s", "-xo", "allow_other", "/mnt",
-		     NULL);
+	expect_error(*state, "-x", "--socket", "s", "-xo", "allow_other",
+		     "/mnt", NULL);
 }
 
-static void test_parse_after_error_inside_option_group_starts_fresh(
-	void **state)
+static void
+test_parse_after_error_inside_option_group_starts_fresh(void **state)
 {
 	struct fx *f = *state;
 
 	/* The first parse stops inside "-xo"; the second must not resume
 	 * there (it would read "-o" with the wrong argument). */
-	assert_int_equal(parse(f, "--socket", "s", "-xo", "allow_other", "/mnt",
-			       NULL),
-			 -EINVAL);
-	assert_int_equal(parse(f, "--socket", "s", "--max-ports", "4", "/mnt",
-			       NULL),
-			 0);
+	assert_int_equal(
+		parse(f, "--socket", "s", "-xo", "allow_other", "/mnt", NULL),
+		-EINVAL);
+	assert_int_equal(
+		parse(f, "--socket", "s", "--max-ports", "4", "/mnt", NULL), 0);
 	assert_int_equal(f->o.max_ports, 4);
 	assert_false(f->o.allow_other);
 }
@@ -358,10 +592,15 @@ static void test_both_socket_and_fd(void **state)
 		     NULL);
 }
 
-static void test_neither_socket_nor_fd(void **state)
+/* Neither: main() takes a socket-activated one, or says so. */
+static void
+test_neither_socket_nor_fd_is_left_to_socket_activation(void **state)
 {
-	expect_error(*state, "--socket", "/mnt", NULL);
-	expect_error(*state, "--fd", "/mnt", NULL);
+	struct fx *f = *state;
+
+	assert_int_equal(parse(f, "/mnt", NULL), 0);
+	assert_null(f->o.socket_path);
+	assert_int_equal(f->o.fd, -1);
 }
 
 static void test_bad_fd(void **state)
@@ -420,8 +659,8 @@ static void test_port_unknown_key(void **state)
 
 static void test_port_key_without_value(void **state)
 {
-	expect_error(*state, "--port", "--socket", "s", "--port", "name", "/mnt",
-		     NULL);
+	expect_error(*state, "--port", "--socket", "s", "--port", "name",
+		     "/mnt", NULL);
 }
 
 static void test_port_bad_console_value(void **state)
@@ -506,15 +745,13 @@ static void test_serial_port_given_nr_0_is_refused(void **state)
 		     "/mnt", NULL);
 }
 
-static void test_chardevs_are_kept_in_order_and_ports_name_several(
-	void **state)
+static void test_chardevs_are_kept_in_order_and_ports_name_several(void **state)
 {
 	struct fx *f = *state;
 
-	assert_int_equal(parse(f, "--socket", "s", "--chardev",
-			       "null,id=a", "--port",
-			       "name=p,chardev=a,chardev=b", "--chardev",
-			       "file,id=b,path=x", "/mnt", NULL),
+	assert_int_equal(parse(f, "--socket", "s", "--chardev", "null,id=a",
+			       "--port", "name=p,chardev=a,chardev=b",
+			       "--chardev", "file,id=b,path=x", "/mnt", NULL),
 			 0);
 	assert_int_equal(f->o.nchardevs, 2);
 	assert_string_equal(f->o.chardevs[0], "null,id=a");
@@ -526,8 +763,8 @@ static void test_chardevs_are_kept_in_order_and_ports_name_several(
 
 static void test_port_chardev_errors(void **state)
 {
-	expect_error(*state, "chardev=a given twice", "--socket", "s",
-		     "--port", "name=p,chardev=a,chardev=a", "/mnt", NULL);
+	expect_error(*state, "chardev=a given twice", "--socket", "s", "--port",
+		     "name=p,chardev=a,chardev=a", "/mnt", NULL);
 	expect_error(*state, "chardev=", "--socket", "s", "--port",
 		     "name=p,chardev=", "/mnt", NULL);
 	expect_error(*state, "more than 8", "--socket", "s", "--port",
@@ -561,7 +798,15 @@ int main(void)
 		T(test_missing_mountpoint),
 		T(test_two_mountpoints),
 		T(test_both_socket_and_fd),
-		T(test_neither_socket_nor_fd),
+		T(test_neither_socket_nor_fd_is_left_to_socket_activation),
+		T(test_print_capabilities_wins_over_anything_anywhere),
+		T(test_socket_path_and_its_alias_socket),
+		T(test_socket_group_and_mode),
+		T(test_socket_group_and_mode_errors),
+		T(test_log_levels_as_virtiofsd_names_them),
+		T(test_config_file_gives_every_kind_of_option),
+		T(test_command_line_overrides_the_config_file),
+		T(test_config_errors_name_file_and_line),
 		T(test_bad_fd),
 		T(test_max_ports_0_128_and_abc),
 		T(test_port_without_name),
