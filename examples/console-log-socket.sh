@@ -18,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 vportfs=${VPORTFS:-$here/../build/vportfs}
 [ -x "$vportfs" ] || vportfs=vportfs
 mkdir -p "$run/mnt"
-exec "$vportfs" --socket "$run/vhost.sock" \
+exec "$vportfs" --socket-path "$run/vhost.sock" \
 	--chardev "log,id=clog,path=$run/console.log,max-size=1M,max-backups=3" \
 	--chardev "socket,id=con,path=$run/console.sock,server=on,wait=off" \
 	--port name=console0,console=on,chardev=clog,chardev=con \

@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 vportfs=${VPORTFS:-$here/../build/vportfs}
 [ -x "$vportfs" ] || vportfs=vportfs
 mkdir -p "$run/mnt"
-exec "$vportfs" --socket "$run/vhost.sock" \
+exec "$vportfs" --socket-path "$run/vhost.sock" \
 	--chardev "socket,id=qga,path=$run/qga.sock,server=on,wait=off" \
 	--port name=console0,console=on \
 	--port name=org.qemu.guest_agent.0,chardev=qga \

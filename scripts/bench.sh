@@ -53,7 +53,7 @@ trap cleanup EXIT
 mkdir "$work/mnt"
 multi=()
 for i in $(seq 0 $((nports - 1))); do multi+=(--port "name=multi$i"); done
-"$build/vportfs" --socket "$work/sock" --port name=bench "${multi[@]}" \
+"$build/vportfs" --socket-path "$work/sock" --port name=bench "${multi[@]}" \
 	--chardev "socket,id=s,path=$work/chr.sock,server=on,wait=off" \
 	--port name=sock,chardev=s \
 	"$work/mnt" 2>"$work/log" &

@@ -44,7 +44,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$build/vportfs" --socket "$sock" \
+"$build/vportfs" --socket-path "$sock" \
 	--port name=console0,console=on \
 	--port name=org.qemu.guest_agent.0 \
 	--port name=data \

@@ -304,6 +304,8 @@ static void ctrl_send(struct vser *dev, unsigned id, uint16_t event,
 	if (extra_len)
 		memcpy(m->data + sizeof(c), extra, extra_len);
 	m->len = sizeof(c) + extra_len;
+	vp_trace("control to the guest: port %u event %u value %u (+%zu bytes)",
+		 id, event, value, extra_len);
 	TAILQ_INSERT_TAIL(&dev->ctrl_out, m, link);
 	dev->nctrl_out++;
 	ctrl_flush(dev);
@@ -482,6 +484,8 @@ void vser_handle_control(struct vser *dev, const void *buf, size_t len)
 		return;
 	}
 	memcpy(&c, buf, sizeof(c));
+	vp_trace("control from the guest: port %u event %u value %u", c.id,
+		 c.event, c.value);
 	if (c.event == VIRTIO_CONSOLE_DEVICE_READY) {
 		if (!c.value) {
 			vp_warn_rl("guest driver failed to initialise the device");

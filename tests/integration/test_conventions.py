@@ -235,6 +235,44 @@ class ConfigFile(CliTest):
         self.assertFalse(os.path.exists(self.sock))
 
 
+class LogLevels(CliTest):
+    """virtiofsd's level names: each shows its own and the levels above,
+    no more; off shows nothing."""
+
+    def run_with(self, level):
+        d = CliDaemon(argv=[VPORTFS, "--socket-path", self.sock,
+                            "--log-level", level, "--port", "name=data",
+                            self.mnt])
+        d.mnt, d.sock = self.mnt, self.sock
+        self.addCleanup(stop_and_clean, d)
+        d.start()
+        with Sim(VPORTFS_SIM, self.sock) as sim:
+            port_round_trip(self, sim, self.mnt)
+            # A warning: an event for a port that does not exist.
+            sim.ctrl(30, "PORT_OPEN", 1)
+            sim.sleep(0.2)
+        return d.read_log()
+
+    def test_trace_shows_every_control_message(self):
+        log = self.run_with("trace")
+        self.assertIn("trace: control from the guest: port 1 event 6", log)
+        self.assertIn("trace: control to the guest:", log)
+        self.assertIn("debug: ", log)
+
+    def test_debug_shows_no_trace(self):
+        log = self.run_with("debug")
+        self.assertIn("debug: ", log)
+        self.assertNotIn("trace: ", log)
+
+    def test_warn_is_the_default_level(self):
+        log = self.run_with("warn")
+        self.assertIn("warn: guest control event", log)
+        self.assertNotIn("info: ", log)
+
+    def test_off_shows_nothing(self):
+        self.assertEqual(self.run_with("off"), "")
+
+
 class SocketActivation(CliTest):
     """systemd-socket-activate (Debian's systemd package) listens, and on
     the first connection starts vportfs with LISTEN_FDS and LISTEN_FDNAMES,
