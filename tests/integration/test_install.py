@@ -62,6 +62,15 @@ def run(argv, **kw):
                           stderr=subprocess.STDOUT, text=True, **kw)
 
 
+def read_file(path):
+    """Its bytes, or None if it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
 def files_under(root):
     out = set()
     for d, _, names in os.walk(root):
@@ -263,6 +272,41 @@ class DebianPackage(ScratchTest):
         self.assertEqual(d.stop(), 0, d.read_log())
         self.assertFalse(mounted(d.mnt))
         self.assertFalse(os.path.lexists(d.sock))
+
+    def test_packaged_example_configuration_runs(self):
+        # examples/vm1.conf as packaged, its system paths moved into a
+        # scratch dir; the socket and mount point given on the command
+        # line, as the service unit gives its own.
+        run_dir = tempfile.mkdtemp(prefix="vportfs-vm1-", dir=self.dir)
+        with open(os.path.join(self.root, "usr/share/doc/vportfs/examples/"
+                               "vm1.conf")) as f:
+            conf = f.read()
+        self.assertNotIn("mountpoint", re.sub(r"(?m)^#.*\n", "", conf))
+        conf = conf.replace("/var/log/", run_dir + "/") \
+                   .replace("/run/vportfs/", run_dir + "/")
+        path = os.path.join(run_dir, "vm1.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        d = UnderTheUnit(self.vportfs)
+        d.ports = []
+        d.args = ["--config", path]
+        self.addCleanup(d.cleanup)
+        d.start()
+        self.assertEqual(sorted(os.listdir(d.mnt)),
+                         [".events", "console0", "data",
+                          "org.qemu.guest_agent.0"])
+        with Sim(VPORTFS_SIM, d.sock) as sim:
+            self.assertEqual(sim.config()[2], 31)
+            nr = sim.wait_port("console0")
+            sim.open(nr)
+            sim.write_all(nr, b"console line\n")
+            log = os.path.join(run_dir, "vportfs-vm1-console.log")
+            vpharness.wait_until(
+                lambda: read_file(log) == b"console line\n", 5,
+                what="the console line in the log chardev")
+        self.assertTrue(os.path.exists(os.path.join(run_dir,
+                                                    "vm1-qga.sock")))
+        self.assertEqual(d.stop(), 0, d.read_log())
 
     def test_units_verify(self):
         # The packaged units, with ExecStart= pointing at the extracted
