@@ -160,6 +160,22 @@ static int serve_fd(struct vu *vu, int fd, bool *connected)
 	return *connected ? vu_attach_fd(vu, fd) : vu_listen_fd(vu, fd);
 }
 
+/* Host bytes a write() accepted that no guest took: they die with us
+ * (docs/semantics.md).  Say so, per port. */
+static void report_undelivered(struct vser *dev)
+{
+	for (struct vser_port *p = vser_port_next(dev, 0); p;
+	     p = vser_port_next(dev, vser_port_nr(p) + 1)) {
+		size_t n = vser_port_write_pending(p);
+
+		if (n)
+			vp_warn("port %u (%s): %zu bytes written on the host "
+				"never reached the guest; lost as vportfs "
+				"stops",
+				vser_port_nr(p), vser_port_name(p), n);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct vser_config dcfg = {0};
@@ -321,6 +337,7 @@ int main(int argc, char **argv)
 	vp_service_ready(st);
 	ev_run(ev, 0);
 	vp_service_stopping();
+	report_undelivered(dev);
 	status = EXIT_SUCCESS;
 
 	pfs_free(fs);

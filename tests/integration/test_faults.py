@@ -15,6 +15,7 @@ fails the test instead of the run.
 """
 import errno
 import os
+import re
 import select
 import shutil
 import signal
@@ -661,6 +662,14 @@ class SigtermWithRequestsParked(FaultTest):
                         "poll ended with %#x" % revents)
         for k, c in kids.items():
             self.assertEqual(c.proc.returncode, 0, k)
+        # What write() had accepted for `data` dies with the daemon: it
+        # says so, with the count.
+        lost = re.findall(r"warn: port (\d+) \(data\): (\d+) bytes written "
+                          r"on the host never reached the guest",
+                          self.d.read_log())
+        self.assertEqual(len(lost), 1, self.d.read_log())
+        self.assertEqual(int(lost[0][0]), self.nr)
+        self.assertGreater(int(lost[0][1]), 0)
 
 
 if __name__ == "__main__":
