@@ -76,8 +76,17 @@ struct vq {
 	uint64_t bad_chains;
 };
 
+/* Are the three rings' frontend user addresses aligned as the virtio spec
+ * wants them (split rings: descriptors 16, avail 2, used 4)? */
+bool vq_rings_aligned(uint64_t desc_uva, uint64_t avail_uva, uint64_t used_uva);
+/* ... and do rings of `num` entries (a power of two up to VRING_MAX_SIZE)
+ * lie there, each whole inside one region of mem?  vq_setup's check, for
+ * a caller that must know before it commits to anything. */
+bool vq_rings_fit(const struct vq_mem *mem, unsigned num, uint64_t desc_uva,
+		  uint64_t avail_uva, uint64_t used_uva);
+
 /* Map the three rings (frontend user addresses) and reset indices to
- * `base`.  0, or -EINVAL if num or an address is unusable. */
+ * `base`.  0, or -EINVAL if !vq_rings_fit(); then vq is left as it was. */
 int vq_setup(struct vq *vq, const struct vq_mem *mem, unsigned num,
 	     uint64_t desc_uva, uint64_t avail_uva, uint64_t used_uva,
 	     uint16_t base);

@@ -7,8 +7,10 @@
  * It knows no device semantics and no event loop: fd watches go through the
  * injected struct vp_loop.  One frontend at a time; when it goes away every
  * queue stops, memory is unmapped, the device is told (disconnected) and the
- * next connection is a fresh device.  Protocol errors from the frontend end
- * that connection, never the daemon.
+ * next connection is a fresh device.  A malformed or out-of-order request
+ * is refused (a failure ack) and changes nothing; one whose reply has no
+ * failure form (GET_FEATURES, GET_VRING_BASE, ...), a bad header or a
+ * memory file that shrinks ends that connection, never the daemon.
  */
 #ifndef VPORTFS_VU_H
 #define VPORTFS_VU_H

@@ -207,16 +207,42 @@ static void queue_pause(struct vu *vu, unsigned q, bool keep)
 	queue_stop(vu, q, keep);
 }
 
-/* Start the queue once it has everything it needs; idempotent. */
-static void queue_maybe_start(struct vu *vu, unsigned q)
+/* A ring the guest broke is dead until the frontend resets it: tell it
+ * once through its error fd (the vhost-user way to say DEVICE_NEEDS_RESET). */
+static void report_broken(struct vu_queue *vq)
+{
+	static const uint64_t one = 1;
+
+	if (!vq->vq.broken || vq->err_reported || vq->err_fd < 0)
+		return;
+	vq->err_reported = true;
+	if (write(vq->err_fd, &one, sizeof(one)) < 0)
+		vp_warn_rl("queue error fd: %s", strerror(errno));
+}
+
+/* A stopped ring keeps no pointer into guest memory: the table it pointed
+ * into may be gone, and nothing may reach through it. */
+static void queue_forget_rings(struct vu_queue *vq)
+{
+	vq->vq.num = 0;
+	vq->vq.desc = NULL;
+	vq->vq.avail = NULL;
+	vq->vq.used = NULL;
+}
+
+/* Start the queue once it has everything it needs, guest memory included;
+ * idempotent.  0 (started, or still waiting for something), or -EINVAL:
+ * everything came but the rings do not fit guest memory.  Then the ring is
+ * broken until the frontend sets it up again, and its error fd says so. */
+static int queue_maybe_start(struct vu *vu, unsigned q)
 {
 	struct vu_queue *vq = &vu->queues[q];
 	unsigned inflight;
 	int rc;
 
 	if (vq->started || !vq->kick_set || !vq->enabled || !vq->addr_set ||
-	    !vq->num)
-		return;
+	    !vq->num || !vu->mem.nregions)
+		return 0;
 	/* Elements kept over a pause are still in flight. */
 	inflight = vq->vq.inflight;
 	rc = vq_setup(&vq->vq, &vu->mem, vq->num, vq->addr.desc_user_addr,
@@ -225,8 +251,12 @@ static void queue_maybe_start(struct vu *vu, unsigned q)
 	if (rc) {
 		vp_warn_rl("queue %u: rings outside guest memory or misaligned",
 			   q);
-		return;
+		queue_forget_rings(vq);
+		vq->vq.broken = true;
+		report_broken(vq);
+		return rc;
 	}
+	vq->err_reported = false;
 	/* A ring restarted mid-life resumes where its used ring stands,
 	 * which is behind last_avail by whatever was popped and not pushed. */
 	vq->vq.used_idx = __atomic_load_n(&vq->vq.used->idx, __ATOMIC_ACQUIRE);
@@ -241,6 +271,15 @@ static void queue_maybe_start(struct vu *vu, unsigned q)
 	/* Buffers may already be waiting: the guest kicked before we
 	 * listened, or a restarted ring resumes. */
 	vu->ops->queue_kick(vu->opaque, q);
+	return 0;
+}
+
+static bool any_started(const struct vu *vu)
+{
+	for (unsigned q = 0; q < vu->cfg.nqueues; q++)
+		if (vu->queues[q].started)
+			return true;
+	return false;
 }
 
 static void queue_reset(struct vu *vu, unsigned q)
@@ -262,19 +301,6 @@ static void queue_reset(struct vu *vu, unsigned q)
 	vq->notify_pending = false;
 	vq->lazy_pending = false;
 	vq->err_reported = false;
-}
-
-/* A ring the guest broke is dead until the frontend resets it: tell it
- * once through its error fd (the vhost-user way to say DEVICE_NEEDS_RESET). */
-static void report_broken(struct vu_queue *vq)
-{
-	static const uint64_t one = 1;
-
-	if (!vq->vq.broken || vq->err_reported || vq->err_fd < 0)
-		return;
-	vq->err_reported = true;
-	if (write(vq->err_fd, &one, sizeof(one)) < 0)
-		vp_warn_rl("queue error fd: %s", strerror(errno));
 }
 
 static void kick_cb(struct vp_watch *w, int revents, void *opaque)
@@ -429,13 +455,15 @@ static int send_u64(struct vu *vu, uint32_t request, uint64_t v)
 
 /* ---- request handlers -------------------------------------------------- */
 
-/* What a handler tells the dispatcher: 0 success, -errno failure; *replied
- * set when it sent its own reply (GET_* requests). */
+/* What a handler tells the dispatcher: 0 success, -errno failure; replied
+ * set when it sent its own reply (GET_* requests).  vq is the queue the
+ * message names, for the per-queue shapes: check_msg() found it in range. */
 struct req {
 	struct vu *vu;
 	const struct vu_msg *msg;
 	int *fds;
 	unsigned nfds;
+	struct vu_queue *vq;
 	bool replied;
 };
 
@@ -449,6 +477,11 @@ static int take_fd(struct req *r)
 	fd = r->fds[0];
 	r->fds[0] = -1;
 	return fd;
+}
+
+static unsigned req_queue(const struct req *r)
+{
+	return (unsigned)(r->vq - r->vu->queues);
 }
 
 static int h_get_features(struct req *r)
@@ -466,6 +499,11 @@ static int h_set_features(struct req *r)
 
 	if (f & ~offered)
 		return -EINVAL;
+	/* A running ring keeps the features it started with: EVENT_IDX moves
+	 * where the guest looks for notifications.  The same value again is
+	 * harmless. */
+	if (f != vu->features && any_started(vu))
+		return -EBUSY;
 	vu->features = f;
 	for (unsigned q = 0; q < vu->cfg.nqueues; q++) {
 		struct vq *vq = &vu->queues[q].vq;
@@ -490,6 +528,8 @@ static int h_set_protocol_features(struct req *r)
 
 	if (f & ~r->vu->cfg.protocol_features)
 		return -EINVAL;
+	if (f != r->vu->protocol_features && any_started(r->vu))
+		return -EBUSY;
 	r->vu->protocol_features = f;
 	return 0;
 }
@@ -521,6 +561,31 @@ static int h_get_queue_num(struct req *r)
 	return send_u64(r->vu, r->msg->hdr.request, r->vu->cfg.nqueues);
 }
 
+/* Every region non-empty with no end past 2^64, and no guest address in
+ * two regions: a table that says two things about one address is refused
+ * before anything is mapped.  User addresses may repeat (one piece of
+ * frontend memory seen at two guest addresses). */
+static int check_regions(const struct vu_mem_table *t)
+{
+	for (unsigned i = 0; i < t->nregions; i++) {
+		const struct vu_mem_region *a = &t->regions[i];
+
+		if (a->size == 0 || a->guest_addr > UINT64_MAX - a->size ||
+		    a->user_addr > UINT64_MAX - a->size ||
+		    a->mmap_offset > UINT64_MAX - a->size)
+			return -EINVAL;
+		for (unsigned j = 0; j < i; j++) {
+			const struct vu_mem_region *b = &t->regions[j];
+
+			if (a->guest_addr < b->guest_addr + b->size &&
+			    b->guest_addr < a->guest_addr + a->size)
+				return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* m passed check_regions(). */
 static int map_region(struct vq_mem_region *r, const struct vu_mem_region *m,
 		      int fd)
 {
@@ -528,10 +593,6 @@ static int map_region(struct vq_mem_region *r, const struct vu_mem_region *m,
 	uint64_t len;
 	void *p;
 
-	if (m->size == 0 || m->mmap_offset > UINT64_MAX - m->size ||
-	    m->guest_addr > UINT64_MAX - m->size ||
-	    m->user_addr > UINT64_MAX - m->size)
-		return -EINVAL;
 	/* Map from offset 0: mmap_offset need not be page aligned. */
 	len = m->mmap_offset + m->size;
 	if (len > SIZE_MAX)
@@ -554,6 +615,12 @@ static int map_region(struct vq_mem_region *r, const struct vu_mem_region *m,
 	return 0;
 }
 
+static bool queue_rings_fit(const struct vq_mem *mem, const struct vu_queue *vq)
+{
+	return vq_rings_fit(mem, vq->num, vq->addr.desc_user_addr,
+			    vq->addr.avail_user_addr, vq->addr.used_user_addr);
+}
+
 static int h_set_mem_table(struct req *r)
 {
 	struct vu *vu = r->vu;
@@ -561,12 +628,9 @@ static int h_set_mem_table(struct req *r)
 	struct vq_mem mem = { 0 };
 	int rc;
 
-	if (r->msg->hdr.size < VU_MEM_TABLE_HDR_SIZE || t->nregions == 0 ||
-	    t->nregions > VU_MAX_MEM_REGIONS ||
-	    r->msg->hdr.size < VU_MEM_TABLE_HDR_SIZE +
-				       t->nregions * sizeof(struct vu_mem_region) ||
-	    r->nfds != t->nregions)
-		return -EINVAL;
+	rc = check_regions(t);
+	if (rc)
+		return rc;
 	for (unsigned i = 0; i < t->nregions; i++) {
 		vp_debug("region %u: guest 0x%llx size 0x%llx user 0x%llx offset 0x%llx",
 			 i, (unsigned long long)t->regions[i].guest_addr,
@@ -585,14 +649,31 @@ static int h_set_mem_table(struct req *r)
 			goto err_unmap;
 		}
 	}
+	/* The spec lets a table change under running rings (memory
+	 * hot-plug), but not pull memory from under one: that table is
+	 * refused, and the old one and its rings go on. */
+	for (unsigned q = 0; q < vu->cfg.nqueues; q++) {
+		if (vu->queues[q].started &&
+		    !queue_rings_fit(&mem, &vu->queues[q])) {
+			vp_warn_rl("new memory table leaves running queue %u "
+				   "outside guest memory: refused",
+				   q);
+			rc = -EINVAL;
+			goto err_unmap;
+		}
+	}
 	/* Stop rings that pointed into the old table; they restart below
 	 * with the new mappings (the frontend may resend addresses too). */
 	for (unsigned q = 0; q < vu->cfg.nqueues; q++)
 		queue_pause(vu, q, false);
 	mem_unmap(&vu->mem);
 	vu->mem = mem;
-	for (unsigned q = 0; q < vu->cfg.nqueues; q++)
-		queue_maybe_start(vu, q);
+	for (unsigned q = 0; q < vu->cfg.nqueues; q++) {
+		queue_forget_rings(&vu->queues[q]);
+		/* A ring this table completes but cannot hold is reported
+		 * on its error fd; the table itself is fine. */
+		(void)queue_maybe_start(vu, q);
+	}
 	return 0;
 
 err_unmap:
@@ -600,103 +681,74 @@ err_unmap:
 	return rc;
 }
 
-static struct vu_queue *state_queue(struct req *r)
-{
-	uint32_t q = r->msg->payload.state.index;
-
-	return q < r->vu->cfg.nqueues ? &r->vu->queues[q] : NULL;
-}
-
 static int h_set_vring_num(struct req *r)
 {
-	struct vu_queue *vq = state_queue(r);
 	uint32_t num = r->msg->payload.state.num;
 
-	if (!vq || vq->started || num == 0 || num > VRING_MAX_SIZE ||
-	    (num & (num - 1)))
+	if (r->vq->started)
+		return -EBUSY;
+	if (num == 0 || num > VRING_MAX_SIZE || (num & (num - 1)))
 		return -EINVAL;
-	vq->num = num;
+	r->vq->num = num;
 	return 0;
 }
 
 static int h_set_vring_addr(struct req *r)
 {
 	const struct vu_vring_addr *a = &r->msg->payload.addr;
-	struct vu_queue *vq;
+	struct vu_queue *vq = r->vq;
+	const struct vq_mem *mem = &r->vu->mem;
 
-	if (a->index >= r->vu->cfg.nqueues)
-		return -EINVAL;
-	vq = &r->vu->queues[a->index];
 	if (vq->started)
 		return -EBUSY;
+	/* Checked now against what is known, so that the frontend hears of
+	 * a bad address from the request that carried it; checked again
+	 * when the ring starts (the table or the size may change first). */
+	if (!vq_rings_aligned(a->desc_user_addr, a->avail_user_addr,
+			      a->used_user_addr))
+		return -EINVAL;
+	if (mem->nregions && vq->num &&
+	    !vq_rings_fit(mem, vq->num, a->desc_user_addr, a->avail_user_addr,
+			  a->used_user_addr))
+		return -EINVAL;
 	vq->addr = *a;
 	vq->addr_set = true;
-	queue_maybe_start(r->vu, a->index);
-	return 0;
+	return queue_maybe_start(r->vu, req_queue(r));
 }
 
 static int h_set_vring_base(struct req *r)
 {
-	struct vu_queue *vq = state_queue(r);
-
-	if (!vq || vq->started || r->msg->payload.state.num > UINT16_MAX)
+	if (r->vq->started)
+		return -EBUSY;
+	if (r->msg->payload.state.num > UINT16_MAX)
 		return -EINVAL;
-	vq->base = (uint16_t)r->msg->payload.state.num;
+	r->vq->base = (uint16_t)r->msg->payload.state.num;
 	return 0;
 }
 
 static int h_get_vring_base(struct req *r)
 {
-	struct vu_queue *vq = state_queue(r);
-	struct vu_vring_state st = { 0 };
+	struct vu_queue *vq = r->vq;
+	struct vu_vring_state st = {
+		.index = req_queue(r),
+		.num = vq->started ? vq->vq.last_avail : vq->base,
+	};
 
 	r->replied = true;
-	if (vq) {
-		unsigned q = (unsigned)(vq - r->vu->queues);
-
-		st.index = q;
-		st.num = vq->started ? vq->vq.last_avail : vq->base;
-		/* "Stops the ring": the frontend takes it back. */
-		queue_reset(r->vu, q);
-	} else {
-		st.index = r->msg->payload.state.index;
-	}
+	/* "Stops the ring": the frontend takes it back. */
+	queue_reset(r->vu, req_queue(r));
 	return send_reply(r->vu, r->msg->hdr.request, &st, sizeof(st));
-}
-
-/* SET_VRING_KICK/CALL/ERR share a payload: index | NOFD flag. */
-static struct vu_queue *fd_queue(struct req *r, int *fd)
-{
-	uint64_t v = r->msg->payload.u64;
-	uint64_t q = v & VU_VRING_IDX_MASK;
-
-	*fd = -1;
-	if (v & ~(uint64_t)(VU_VRING_IDX_MASK | VU_VRING_NOFD_MASK))
-		return NULL;
-	if (q >= r->vu->cfg.nqueues)
-		return NULL;
-	if (!(v & VU_VRING_NOFD_MASK)) {
-		*fd = take_fd(r);
-		if (*fd < 0)
-			return NULL;
-	} else if (r->nfds) {
-		return NULL;
-	}
-	return &r->vu->queues[q];
 }
 
 static int h_set_vring_kick(struct req *r)
 {
-	int fd;
-	struct vu_queue *vq = fd_queue(r, &fd);
-	unsigned q;
+	struct vu_queue *vq = r->vq;
+	unsigned q = req_queue(r);
+	int fd = take_fd(r);
 
-	if (!vq)
-		return -EINVAL;
-	/* Polling mode (no kick fd) would need busy polling: not offered. */
+	/* Polling mode (NOFD) would need busy polling: not offered. */
 	if (fd < 0)
 		return -EOPNOTSUPP;
-	q = (unsigned)(vq - r->vu->queues);
 	queue_pause(r->vu, q, true);
 	vp_watch_free(r->vu->loop, vq->kick_watch);
 	vq->kick_watch = NULL;
@@ -715,17 +767,14 @@ static int h_set_vring_kick(struct req *r)
 	/* Without protocol features a ring is enabled by its kick fd. */
 	if (!has_protocol_features(r->vu))
 		vq->enabled = true;
-	queue_maybe_start(r->vu, q);
-	return 0;
+	return queue_maybe_start(r->vu, q);
 }
 
 static int h_set_vring_call(struct req *r)
 {
-	int fd;
-	struct vu_queue *vq = fd_queue(r, &fd);
+	struct vu_queue *vq = r->vq;
+	int fd = take_fd(r); /* -1 with NOFD: no interrupts */
 
-	if (!vq)
-		return -EINVAL;
 	close_fd(&vq->call_fd);
 	if (fd >= 0)
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -737,11 +786,9 @@ static int h_set_vring_call(struct req *r)
 
 static int h_set_vring_err(struct req *r)
 {
-	int fd;
-	struct vu_queue *vq = fd_queue(r, &fd);
+	struct vu_queue *vq = r->vq;
+	int fd = take_fd(r);
 
-	if (!vq)
-		return -EINVAL;
 	close_fd(&vq->err_fd);
 	if (fd >= 0)
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -752,30 +799,19 @@ static int h_set_vring_err(struct req *r)
 
 static int h_set_vring_enable(struct req *r)
 {
-	struct vu_queue *vq = state_queue(r);
-	unsigned q;
+	struct vu_queue *vq = r->vq;
 
-	if (!vq || r->msg->payload.state.num > 1)
+	/* Without protocol features rings are enabled by their kick fd and
+	 * this request does not exist (it is also too early: the features
+	 * a ring starts with are not known yet). */
+	if (!has_protocol_features(r->vu))
+		return -EPROTO;
+	if (r->msg->payload.state.num > 1)
 		return -EINVAL;
-	q = (unsigned)(vq - r->vu->queues);
 	vq->enabled = r->msg->payload.state.num;
 	if (vq->enabled)
-		queue_maybe_start(r->vu, q);
-	else
-		queue_pause(r->vu, q, true);
-	return 0;
-}
-
-static int config_range(const struct vu_msg *msg, uint32_t *off, uint32_t *len)
-{
-	const struct vu_config_hdr *h = &msg->payload.config.hdr;
-
-	if (msg->hdr.size < sizeof(*h) || h->size > VU_MAX_CONFIG_SIZE ||
-	    h->offset > VU_MAX_CONFIG_SIZE - h->size ||
-	    msg->hdr.size < sizeof(*h) + h->size)
-		return -EINVAL;
-	*off = h->offset;
-	*len = h->size;
+		return queue_maybe_start(r->vu, req_queue(r));
+	queue_pause(r->vu, req_queue(r), true);
 	return 0;
 }
 
@@ -784,19 +820,15 @@ static int h_get_config(struct req *r)
 	struct {
 		struct vu_config_hdr hdr;
 		uint8_t data[VU_MAX_CONFIG_SIZE];
-	} reply = { 0 };
-	uint32_t off, len;
+	} reply = {.hdr = r->msg->payload.config.hdr};
+	uint32_t len = reply.hdr.size;
 	int rc;
 
 	r->replied = true;
-	rc = config_range(r->msg, &off, &len);
-	if (rc == 0) {
-		reply.hdr = r->msg->payload.config.hdr;
-		/* The config bytes start at data[0]; UML asks for offset 0
-		 * and size offset+len and copies from data[offset] itself. */
-		rc = r->vu->ops->get_config(r->vu->opaque, off, reply.data,
-					    len);
-	}
+	/* The config bytes start at data[0]; UML asks for offset 0 and size
+	 * offset+len and copies from data[offset] itself. */
+	rc = r->vu->ops->get_config(r->vu->opaque, reply.hdr.offset, reply.data,
+				    len);
 	if (rc) {
 		/* A zero-size reply is how a backend says "failed". */
 		send_reply(r->vu, r->msg->hdr.request, NULL, 0);
@@ -808,63 +840,180 @@ static int h_get_config(struct req *r)
 
 static int h_set_config(struct req *r)
 {
-	uint32_t off, len;
-	int rc = config_range(r->msg, &off, &len);
+	const struct vu_config_hdr *h = &r->msg->payload.config.hdr;
 
-	if (rc)
-		return rc;
-	return r->vu->ops->set_config(r->vu->opaque, off,
-				      r->msg->payload.config.data, len);
+	return r->vu->ops->set_config(r->vu->opaque, h->offset,
+				      r->msg->payload.config.data, h->size);
 }
 
 static int h_set_backend_req_fd(struct req *r)
 {
-	int fd = take_fd(r);
-
-	if (fd < 0)
-		return -EINVAL;
 	close_fd(&r->vu->backend_fd);
-	r->vu->backend_fd = fd;
+	r->vu->backend_fd = take_fd(r);
 	return 0;
 }
+
+/*
+ * What a request's payload and fds must be, as the spec gives them.
+ * check_msg() holds each message to its shape before the handler runs, so
+ * a malformed message changes nothing, and its fds are closed.
+ */
+enum shape {
+	SHAPE_NONE,	 /* no payload */
+	SHAPE_U64,	 /* exactly 8 bytes */
+	SHAPE_STATE,	 /* struct vu_vring_state naming one of our queues */
+	SHAPE_ADDR,	 /* struct vu_vring_addr naming one of our queues */
+	SHAPE_VRING_FD,	 /* u64: queue index | NOFD; one fd unless NOFD */
+	SHAPE_MEM_TABLE, /* nregions, padding, whole slots, at least nregions
+			    of them (UML sends 2, QEMU nregions, at most 8);
+			    one fd per region */
+	SHAPE_CONFIG,	 /* struct vu_config_hdr, then exactly its size bytes,
+			    the range inside VU_MAX_CONFIG_SIZE */
+};
+
+/* How a request is answered, which is how a malformed one is refused. */
+enum answer {
+	ANSWER_ACK,    /* nothing, or the REPLY_ACK u64: a failure ack */
+	ANSWER_VALUE,  /* a value with no failure form: the spec's
+			  "back-end may close the connection" */
+	ANSWER_CONFIG, /* GET_CONFIG: an empty payload means failure */
+};
 
 struct handler {
 	const char *name;
 	int (*fn)(struct req *r);
-	uint32_t min_size; /* payload bytes required */
+	enum shape shape;
+	bool one_fd; /* SHAPE_NONE: exactly one fd comes along (else none) */
+	enum answer answer;
 };
 
+/* SHAPE_MEM_TABLE: nregions (1..8), padding, then whole region slots,
+ * at least nregions of them; one fd per region. */
+static bool mem_table_ok(const struct vu_msg *m, unsigned nfds)
+{
+	uint32_t size = m->hdr.size, slots;
+
+	if (size < VU_MEM_TABLE_HDR_SIZE)
+		return false;
+	size -= VU_MEM_TABLE_HDR_SIZE;
+	if (size % sizeof(struct vu_mem_region))
+		return false;
+	slots = size / sizeof(struct vu_mem_region);
+	return m->payload.mem.nregions >= 1 &&
+	       m->payload.mem.nregions <= slots &&
+	       slots <= VU_MAX_MEM_REGIONS && nfds == m->payload.mem.nregions;
+}
+
+/* SHAPE_CONFIG: the header, then exactly the bytes it announces, for a
+ * range inside VU_MAX_CONFIG_SIZE; no fd. */
+static bool config_ok(const struct vu_msg *m, unsigned nfds)
+{
+	uint32_t off = m->payload.config.hdr.offset;
+	uint32_t len = m->payload.config.hdr.size;
+
+	if (m->hdr.size < sizeof(struct vu_config_hdr) || nfds)
+		return false;
+	if (len > VU_MAX_CONFIG_SIZE || off > VU_MAX_CONFIG_SIZE - len)
+		return false;
+	return m->hdr.size == sizeof(struct vu_config_hdr) + len;
+}
+
+/* The queue a per-queue message names, or NULL if it is out of range. */
+static struct vu_queue *named_queue(struct vu *vu, uint64_t index)
+{
+	return index < vu->cfg.nqueues ? &vu->queues[index] : NULL;
+}
+
+/* 0, or -EINVAL: the message does not have its request's shape.  Sets
+ * r->vq for the per-queue shapes. */
+static int check_msg(struct req *r, const struct handler *h)
+{
+	const struct vu_msg *m = r->msg;
+	uint32_t size = m->hdr.size;
+	uint64_t v = m->payload.u64;
+	bool ok = false;
+
+	switch (h->shape) {
+	case SHAPE_NONE:
+		ok = size == 0 && r->nfds == (h->one_fd ? 1u : 0u);
+		break;
+	case SHAPE_U64:
+		ok = size == sizeof(uint64_t) && r->nfds == 0;
+		break;
+	case SHAPE_STATE:
+		r->vq = named_queue(r->vu, m->payload.state.index);
+		ok = size == sizeof(struct vu_vring_state) && r->nfds == 0 &&
+		     r->vq;
+		break;
+	case SHAPE_ADDR:
+		r->vq = named_queue(r->vu, m->payload.addr.index);
+		ok = size == sizeof(struct vu_vring_addr) && r->nfds == 0 &&
+		     r->vq;
+		break;
+	case SHAPE_VRING_FD:
+		r->vq = named_queue(r->vu, v & VU_VRING_IDX_MASK);
+		ok = size == sizeof(uint64_t) && r->vq &&
+		     !(v &
+		       ~(uint64_t)(VU_VRING_IDX_MASK | VU_VRING_NOFD_MASK)) &&
+		     r->nfds == (v & VU_VRING_NOFD_MASK ? 0u : 1u);
+		break;
+	case SHAPE_MEM_TABLE:
+		ok = mem_table_ok(m, r->nfds);
+		break;
+	case SHAPE_CONFIG:
+		ok = config_ok(m, r->nfds);
+		break;
+	}
+	return ok ? 0 : -EINVAL;
+}
+
+#define REQ(req, fn_, shape_)                                                  \
+	[VU_REQ_##req] = { .name = #req, .fn = fn_, .shape = shape_ }
+
 static const struct handler handlers[VU_REQ_MAX] = {
-	[VU_REQ_GET_FEATURES] = { "GET_FEATURES", h_get_features, 0 },
-	[VU_REQ_SET_FEATURES] = { "SET_FEATURES", h_set_features, 8 },
-	[VU_REQ_SET_OWNER] = { "SET_OWNER", h_set_owner, 0 },
-	[VU_REQ_RESET_OWNER] = { "RESET_OWNER", h_reset_owner, 0 },
-	[VU_REQ_SET_MEM_TABLE] = { "SET_MEM_TABLE", h_set_mem_table,
-				   VU_MEM_TABLE_HDR_SIZE },
-	[VU_REQ_SET_LOG_BASE] = { "SET_LOG_BASE", NULL, 0 },
-	[VU_REQ_SET_LOG_FD] = { "SET_LOG_FD", NULL, 0 },
-	[VU_REQ_SET_VRING_NUM] = { "SET_VRING_NUM", h_set_vring_num, 8 },
-	[VU_REQ_SET_VRING_ADDR] = { "SET_VRING_ADDR", h_set_vring_addr,
-				    sizeof(struct vu_vring_addr) },
-	[VU_REQ_SET_VRING_BASE] = { "SET_VRING_BASE", h_set_vring_base, 8 },
-	[VU_REQ_GET_VRING_BASE] = { "GET_VRING_BASE", h_get_vring_base, 8 },
-	[VU_REQ_SET_VRING_KICK] = { "SET_VRING_KICK", h_set_vring_kick, 8 },
-	[VU_REQ_SET_VRING_CALL] = { "SET_VRING_CALL", h_set_vring_call, 8 },
-	[VU_REQ_SET_VRING_ERR] = { "SET_VRING_ERR", h_set_vring_err, 8 },
-	[VU_REQ_GET_PROTOCOL_FEATURES] = { "GET_PROTOCOL_FEATURES",
-					   h_get_protocol_features, 0 },
-	[VU_REQ_SET_PROTOCOL_FEATURES] = { "SET_PROTOCOL_FEATURES",
-					   h_set_protocol_features, 8 },
-	[VU_REQ_GET_QUEUE_NUM] = { "GET_QUEUE_NUM", h_get_queue_num, 0 },
-	[VU_REQ_SET_VRING_ENABLE] = { "SET_VRING_ENABLE", h_set_vring_enable,
-				      8 },
-	[VU_REQ_SET_BACKEND_REQ_FD] = { "SET_BACKEND_REQ_FD",
-					h_set_backend_req_fd, 0 },
-	[VU_REQ_GET_CONFIG] = { "GET_CONFIG", h_get_config,
-				sizeof(struct vu_config_hdr) },
-	[VU_REQ_SET_CONFIG] = { "SET_CONFIG", h_set_config,
-				sizeof(struct vu_config_hdr) },
+	REQ(SET_FEATURES, h_set_features, SHAPE_U64),
+	REQ(SET_OWNER, h_set_owner, SHAPE_NONE),
+	REQ(RESET_OWNER, h_reset_owner, SHAPE_NONE),
+	REQ(SET_MEM_TABLE, h_set_mem_table, SHAPE_MEM_TABLE),
+	REQ(SET_LOG_BASE, NULL, SHAPE_NONE), /* not offered */
+	REQ(SET_LOG_FD, NULL, SHAPE_NONE),   /* not offered */
+	REQ(SET_VRING_NUM, h_set_vring_num, SHAPE_STATE),
+	REQ(SET_VRING_ADDR, h_set_vring_addr, SHAPE_ADDR),
+	REQ(SET_VRING_BASE, h_set_vring_base, SHAPE_STATE),
+	REQ(SET_VRING_KICK, h_set_vring_kick, SHAPE_VRING_FD),
+	REQ(SET_VRING_CALL, h_set_vring_call, SHAPE_VRING_FD),
+	REQ(SET_VRING_ERR, h_set_vring_err, SHAPE_VRING_FD),
+	REQ(SET_PROTOCOL_FEATURES, h_set_protocol_features, SHAPE_U64),
+	REQ(SET_VRING_ENABLE, h_set_vring_enable, SHAPE_STATE),
+	REQ(SET_CONFIG, h_set_config, SHAPE_CONFIG),
+	[VU_REQ_SET_BACKEND_REQ_FD] = { .name = "SET_BACKEND_REQ_FD",
+					.fn = h_set_backend_req_fd,
+					.shape = SHAPE_NONE,
+					.one_fd = true },
+	/* Answered with a value that has no failure form. */
+	[VU_REQ_GET_FEATURES] = { .name = "GET_FEATURES",
+				  .fn = h_get_features,
+				  .shape = SHAPE_NONE,
+				  .answer = ANSWER_VALUE },
+	[VU_REQ_GET_PROTOCOL_FEATURES] = { .name = "GET_PROTOCOL_FEATURES",
+					   .fn = h_get_protocol_features,
+					   .shape = SHAPE_NONE,
+					   .answer = ANSWER_VALUE },
+	[VU_REQ_GET_QUEUE_NUM] = { .name = "GET_QUEUE_NUM",
+				   .fn = h_get_queue_num,
+				   .shape = SHAPE_NONE,
+				   .answer = ANSWER_VALUE },
+	[VU_REQ_GET_VRING_BASE] = { .name = "GET_VRING_BASE",
+				    .fn = h_get_vring_base,
+				    .shape = SHAPE_STATE,
+				    .answer = ANSWER_VALUE },
+	[VU_REQ_GET_CONFIG] = { .name = "GET_CONFIG",
+				.fn = h_get_config,
+				.shape = SHAPE_CONFIG,
+				.answer = ANSWER_CONFIG },
 };
+
+#undef REQ
 
 const char *vu_request_name(uint32_t request)
 {
@@ -884,16 +1033,27 @@ static int dispatch(struct vu *vu)
 		.vu = vu, .msg = msg, .fds = vu->rfds, .nfds = vu->nrfds,
 	};
 	bool need_reply = msg->hdr.flags & VU_FLAG_NEED_REPLY;
+	bool drop = false;
 	int rc;
 
 	if (!h || !h->fn) {
 		vp_warn_rl("frontend sent unsupported request %u (%s)",
 			   request, vu_request_name(request));
 		rc = -EOPNOTSUPP;
-	} else if (msg->hdr.size < h->min_size) {
-		vp_warn_rl("frontend sent %s with %u payload bytes, need %u",
-			   h->name, msg->hdr.size, h->min_size);
-		rc = -EINVAL;
+	} else if ((rc = check_msg(&r, h)) != 0) {
+		vp_warn_rl("frontend sent a malformed %s (%u payload bytes, "
+			   "%u fds)%s",
+			   h->name, msg->hdr.size, vu->nrfds,
+			   h->answer == ANSWER_VALUE ? ": it has no failure "
+						       "reply, disconnecting"
+						     : "");
+		if (h->answer == ANSWER_VALUE)
+			drop = true;
+		else if (h->answer == ANSWER_CONFIG) {
+			r.replied = true;
+			if (send_reply(vu, request, NULL, 0) < 0)
+				rc = -EIO;
+		}
 	} else {
 		vp_debug("frontend: %s (size %u, %u fds, flags 0x%x)", h->name,
 			 msg->hdr.size, vu->nrfds, msg->hdr.flags);
@@ -907,8 +1067,8 @@ static int dispatch(struct vu *vu)
 		if (vu->rfds[i] >= 0)
 			close(vu->rfds[i]);
 	vu->nrfds = 0;
-	if (vu->conn_fd < 0)
-		return -EPROTO; /* handler dropped the connection */
+	if (drop || vu->conn_fd < 0)
+		return -EPROTO; /* malformed GET, or the handler dropped it */
 	if (r.replied)
 		return rc == -EIO ? -EPROTO : 0;
 	/* REPLY_ACK: honour NEED_REPLY per message, whatever was negotiated

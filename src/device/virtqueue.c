@@ -58,28 +58,34 @@ void *vq_mem_uva(const struct vq_mem *mem, uint64_t uva, uint64_t len)
 	return mem_lookup(mem, uva, len, true);
 }
 
+bool vq_rings_aligned(uint64_t desc_uva, uint64_t avail_uva, uint64_t used_uva)
+{
+	/* Alignment the virtio spec requires; unaligned rings would also
+	 * make our 16/32-bit accesses non-atomic. */
+	return !(desc_uva & 15) && !(avail_uva & 1) && !(used_uva & 3);
+}
+
+bool vq_rings_fit(const struct vq_mem *mem, unsigned num, uint64_t desc_uva,
+		  uint64_t avail_uva, uint64_t used_uva)
+{
+	if (num == 0 || num > VRING_MAX_SIZE || (num & (num - 1)))
+		return false;
+	return vq_rings_aligned(desc_uva, avail_uva, used_uva) &&
+	       vq_mem_uva(mem, desc_uva, vring_desc_size(num)) &&
+	       vq_mem_uva(mem, avail_uva, vring_avail_size(num)) &&
+	       vq_mem_uva(mem, used_uva, vring_used_size(num));
+}
+
 int vq_setup(struct vq *vq, const struct vq_mem *mem, unsigned num,
 	     uint64_t desc_uva, uint64_t avail_uva, uint64_t used_uva,
 	     uint16_t base)
 {
-	void *desc, *avail, *used;
-
-	if (num == 0 || num > VRING_MAX_SIZE || (num & (num - 1)))
+	if (!vq_rings_fit(mem, num, desc_uva, avail_uva, used_uva))
 		return -EINVAL;
-	/* Alignment the virtio spec requires; unaligned rings would also
-	 * make our 16/32-bit accesses non-atomic. */
-	if ((desc_uva & 15) || (avail_uva & 1) || (used_uva & 3))
-		return -EINVAL;
-	desc = vq_mem_uva(mem, desc_uva, vring_desc_size(num));
-	avail = vq_mem_uva(mem, avail_uva, vring_avail_size(num));
-	used = vq_mem_uva(mem, used_uva, vring_used_size(num));
-	if (!desc || !avail || !used)
-		return -EINVAL;
-
 	vq->num = num;
-	vq->desc = desc;
-	vq->avail = avail;
-	vq->used = used;
+	vq->desc = vq_mem_uva(mem, desc_uva, vring_desc_size(num));
+	vq->avail = vq_mem_uva(mem, avail_uva, vring_avail_size(num));
+	vq->used = vq_mem_uva(mem, used_uva, vring_used_size(num));
 	vq->last_avail = base;
 	vq->used_idx = base;
 	vq->signalled_used_valid = false;

@@ -257,3 +257,73 @@ write("vhost_user", "reset-backend-split", bytes([CFG]) + handshake() +
 write("vhost_user", "bad-version", bytes([1]) +
       send(struct.pack("<III", GET_FEATURES, 2, 0)) + b"\x84" +
       send(msg(GET_FEATURES)) + b"\x85" + b"\x84" + send(msg(99)))
+
+
+# Malformed frontend messages (test_vhost_user.c, "the contract"): each is
+# refused, and the session goes on.
+def region(gpa, size, uva, off=0):
+    return (gpa, size, uva, off)
+
+
+def raw_mem_table(regions, slots=2):
+    out = struct.pack("<II", len(regions), 0)
+    for r in regions:
+        out += struct.pack("<QQQQ", *r)
+    return out.ljust(8 + 32 * slots, b"\0")
+
+
+write("vhost_user", "malformed-sizes", bytes([CFG]) + handshake() +
+      send(msg(SET_FEATURES, u64(FEATURES) + bytes(4), VERSION | NEED_REPLY)) +
+      send(msg(SET_VRING_NUM, state(0, 8)[:4], VERSION | NEED_REPLY)) +
+      send(msg(SET_VRING_ADDR, ring_addr(0, 0)[:39], VERSION | NEED_REPLY)) +
+      send(msg(SET_MEM_TABLE, mem_table([(MEM_GPA, 0x10000, MEM_UVA, 0)])[:41],
+               VERSION | NEED_REPLY), 1, KIND_MEMFD) +
+      send(msg(SET_CONFIG, struct.pack("<III", 0, 4, 0) + bytes(8),
+               VERSION | NEED_REPLY)) +
+      send(msg(GET_CONFIG, struct.pack("<III", 0, 12, 0))) +
+      send(msg(SET_OWNER, u64(0), VERSION | NEED_REPLY)) +
+      send(msg(SET_FEATURES, u64(FEATURES), VERSION | NEED_REPLY), 1) +
+      send(msg(SET_VRING_KICK, u64(0)), 2) +
+      send(msg(SET_VRING_CALL, u64(0x100)), 1) +
+      ring(0, 0) + post_chain(0, MEM_GPA + 0x8000, 2) + KICK +
+      # A GET with a payload cannot be answered: the connection ends.
+      send(msg(GET_FEATURES, u64(0))) + b"\x84" + handshake() + ring(0, 0))
+write("vhost_user", "bad-regions", bytes([CFG]) + handshake() + ring(0, 0) +
+      send(msg(SET_MEM_TABLE, raw_mem_table(
+          [region(MEM_GPA, 0x8000, MEM_UVA),
+           region(MEM_GPA + 0x4000, 0x8000, MEM_UVA + 0x8000, 0x8000)]),
+          VERSION | NEED_REPLY), 2, KIND_MEMFD) +
+      send(msg(SET_MEM_TABLE, raw_mem_table(
+          [region(MEM_GPA, 0x10000, MEM_UVA),
+           region(2**64 - 0x1000, 0x2000, MEM_UVA + 0x100000)]),
+          VERSION | NEED_REPLY), 2, KIND_MEMFD) +
+      send(msg(SET_MEM_TABLE, raw_mem_table(
+          [region(MEM_GPA, 0x10000, MEM_UVA + 0x100000)]),
+          VERSION | NEED_REPLY), 1, KIND_MEMFD) +
+      send(msg(SET_MEM_TABLE, raw_mem_table(
+          [region(MEM_GPA, 0x8000, MEM_UVA),
+           region(MEM_GPA + 0x8000, 0x8000, MEM_UVA + 0x8000, 0x8000)]),
+          VERSION | NEED_REPLY), 2, KIND_MEMFD) +
+      post_chain(0, MEM_GPA + 0x9000, 2) + KICK)
+write("vhost_user", "out-of-order", bytes([CFG]) +
+      send(msg(SET_VRING_ENABLE, state(0, 1), VERSION | NEED_REPLY)) +
+      send(msg(SET_VRING_KICK, u64(1)), 1, KIND_EVENTFD) +
+      send(msg(SET_VRING_ADDR, ring_addr(1, 0x800), VERSION | NEED_REPLY)) +
+      handshake() + ring(0, 0) +
+      # Features and protocol features changed under a running ring.
+      send(msg(SET_FEATURES, u64(FEATURES & ~(1 << 29)),
+               VERSION | NEED_REPLY)) +
+      send(msg(SET_PROTOCOL_FEATURES, u64(1 << 3), VERSION | NEED_REPLY)) +
+      send(msg(SET_VRING_NUM, state(0, 16), VERSION | NEED_REPLY)) +
+      send(msg(SET_VRING_ENABLE, state(0, 0), VERSION | NEED_REPLY)) +
+      send(msg(SET_MEM_TABLE, mem_table([(MEM_GPA, 0x10000, MEM_UVA, 0)]),
+               VERSION | NEED_REPLY), 1, KIND_MEMFD) +
+      send(msg(SET_VRING_NUM, state(0, 256), VERSION | NEED_REPLY)) +
+      send(msg(SET_VRING_ENABLE, state(0, 1), VERSION | NEED_REPLY)) +
+      send(msg(SET_VRING_NUM, state(0, 8), VERSION | NEED_REPLY)) +
+      send(msg(SET_VRING_ADDR, struct.pack("<IIQQQQ", 0, 0, MEM_UVA + 8,
+                                           MEM_UVA + 0x400, MEM_UVA + 0x201,
+                                           0), VERSION | NEED_REPLY)) +
+      send(msg(SET_VRING_ENABLE, state(0, 1), VERSION | NEED_REPLY)) +
+      post_chain(0, MEM_GPA + 0x8000, 1) + KICK +
+      send(msg(GET_VRING_BASE, state(200, 0))))
