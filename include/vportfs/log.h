@@ -20,7 +20,7 @@ enum vp_log_level {
 	VP_LOG_WARN,
 	VP_LOG_INFO,
 	VP_LOG_DEBUG,
-	VP_LOG_TRACE, /* per message: every vhost-user and control message */
+	VP_LOG_TRACE, /* every vhost-user message, every control message */
 };
 
 /* Parse "off|error|warn|info|debug|trace"; returns 0 or -EINVAL. */

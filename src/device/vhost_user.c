@@ -1055,7 +1055,7 @@ static int dispatch(struct vu *vu)
 				rc = -EIO;
 		}
 	} else {
-		vp_debug("frontend: %s (size %u, %u fds, flags 0x%x)", h->name,
+		vp_trace("frontend: %s (size %u, %u fds, flags 0x%x)", h->name,
 			 msg->hdr.size, vu->nrfds, msg->hdr.flags);
 		rc = h->fn(&r);
 		if (rc && rc != -EIO)

@@ -257,6 +257,7 @@ class LogLevels(CliTest):
         log = self.run_with("trace")
         self.assertIn("trace: control from the guest: port 1 event 6", log)
         self.assertIn("trace: control to the guest:", log)
+        self.assertIn("trace: frontend: SET_MEM_TABLE", log)
         self.assertIn("debug: ", log)
 
     def test_debug_shows_no_trace(self):
