@@ -3,6 +3,7 @@
  * standing for a literal comma inside a value, as QEMU's option syntax does.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <limits.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vportfs/options.h"
@@ -529,12 +531,26 @@ static int parse_config(struct vp_opts *o, const char *path, char *err,
 	char msg[512], *line, *next;
 	unsigned lineno = 0;
 	size_t len = 0;
-	FILE *f = fopen(path, "re");
+	struct stat st;
+	FILE *f;
 	int rc = 0;
+	/* O_NONBLOCK: a fifo must not hold the start-up (it is refused). */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
-	if (!f)
+	if (fd < 0)
 		return fail(err, errlen, "--config %s: %s", path,
 			    strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return fail(err, errlen, "--config %s: not a regular file",
+			    path);
+	}
+	f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		return fail(err, errlen, "--config %s: %s", path,
+			    strerror(errno));
+	}
 	o->config_text = malloc(CONFIG_MAX_BYTES + 1);
 	if (!o->config_text) {
 		fclose(f);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -437,6 +438,16 @@ static void test_config_errors_name_file_and_line(void **state)
 	}
 	expect_error(f, "--config /nonexistent/vm1.conf: No such file",
 		     "--config", "/nonexistent/vm1.conf", "/mnt", NULL);
+	/* Only a regular file: a fifo or /dev/stdin would hold the start. */
+	expect_error(f, "--config /dev/null: not a regular file", "--config",
+		     "/dev/null", "/mnt", NULL);
+	expect_error(f, "--config /: not a regular file", "--config", "/",
+		     "/mnt", NULL);
+	config_file(path, sizeof(path), "");
+	unlink(path);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	expect_error(f, "not a regular file", "--config", path, "/mnt", NULL);
+	config_done(path);
 	expect_error(f, "--config given twice", "--config", "a", "--config",
 		     "b", "/mnt", NULL);
 }
