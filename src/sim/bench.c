@@ -10,6 +10,14 @@
  *        the first byte to the last.
  *   rtt: opens the port, waits for a host echo (--echo), then N times
  *        sends 1 byte and waits for it to come back; median and p99.
+ *   idle: opens every port and does nothing until --seconds pass or
+ *        SIGTERM: a connected, quiet guest (memory and idle CPU rows).
+ *
+ * Host-side tools for the same rows and their ceilings: --gen and
+ * --check (writer and verifying reader, timed from the first byte),
+ * --echo (the host end of rtt), --rtt-file (1-byte write + read round
+ * trips on one file, for a null FUSE file) and --rtt-pipe (the same
+ * between two processes over two pipes).
  *
  * The pattern is byte[i] = i % 251 (a prime, so chunk boundaries never line
  * up with it).  --gen and --check produce and verify it on the host side.
@@ -29,12 +37,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define PATTERN_MOD 251u
 #define CHUNK	    (4u << 20)
-#define MAX_PORTS   31u /* the sim's default queue limit */
+#define MAX_PORTS   127u /* 256 queues, the sim's (and the daemon's) cap */
 #define RTT_WARMUP  100u
 
 struct bench {
@@ -46,9 +55,12 @@ struct bench {
 		MODE_G2H,
 		MODE_H2G,
 		MODE_RTT,
+		MODE_IDLE,
 		MODE_GEN,
 		MODE_CHECK,
 		MODE_ECHO,
+		MODE_RTT_FILE,
+		MODE_RTT_PIPE,
 	} mode;
 	uint64_t bytes; /* per port; rtt: round trips */
 	const char *echo_path;
@@ -58,7 +70,9 @@ struct bench {
 	double stall;	  /* no progress, seconds */
 	double wait_host; /* g2h: for the host reader, seconds */
 	bool verify;
+	bool zero;	/* --check: the stream is zeros, not the pattern */
 	size_t io_size; /* --gen / --check */
+	double seconds; /* idle */
 	struct sim_opts o;
 };
 
@@ -97,19 +111,26 @@ static long long pattern_check(const uint8_t *pat, uint64_t at,
 	return -1;
 }
 
-static void report(const char *mode, uint64_t bytes, double secs,
-		   const struct sim *s)
+static void report_to(FILE *f, const char *mode, uint64_t bytes, double secs,
+		      const struct sim *s)
 {
 	struct sim_stats st = {0};
 
 	if (s)
 		sim_get_stats(s, &st);
-	printf("mode=%s bytes=%llu seconds=%.6f MBps=%.1f kicks=%llu "
-	       "calls=%llu\n",
-	       mode, (unsigned long long)bytes, secs,
-	       secs > 0 ? (double)bytes / secs / 1e6 : 0.0,
-	       (unsigned long long)st.kicks, (unsigned long long)st.calls);
-	fflush(stdout);
+	fprintf(f,
+		"mode=%s bytes=%llu seconds=%.6f MBps=%.1f kicks=%llu "
+		"calls=%llu\n",
+		mode, (unsigned long long)bytes, secs,
+		secs > 0 ? (double)bytes / secs / 1e6 : 0.0,
+		(unsigned long long)st.kicks, (unsigned long long)st.calls);
+	fflush(f);
+}
+
+static void report(const char *mode, uint64_t bytes, double secs,
+		   const struct sim *s)
+{
+	report_to(stdout, mode, bytes, secs, s);
 }
 
 static void fail_diag(struct sim *s, const char *what)
@@ -229,6 +250,17 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Sorts us[0..count) and prints its nearest-rank percentiles. */
+static void print_rtt(const char *mode, double *us, size_t count)
+{
+	qsort(us, count, sizeof(*us), cmp_double);
+	printf("mode=%s count=%zu min_us=%.1f median_us=%.1f p99_us=%.1f "
+	       "max_us=%.1f\n",
+	       mode, count, us[0], us[(count - 1) / 2],
+	       us[(count * 99 + 99) / 100 - 1], us[count - 1]);
+	fflush(stdout);
+}
+
 /* One round trip: 1 byte out, the same byte back.  Returns 0 or -errno. */
 static int rtt_once(struct bench *b, struct sim *s, unsigned nr, uint8_t out)
 {
@@ -291,19 +323,49 @@ static int run_rtt(struct bench *b, struct sim *s, unsigned nr)
 			goto out_fail;
 		us[i] = (now_s() - t) * 1e6;
 	}
-	qsort(us, count, sizeof(*us), cmp_double);
-	/* Nearest-rank percentiles. */
-	printf("mode=rtt count=%zu min_us=%.1f median_us=%.1f p99_us=%.1f "
-	       "max_us=%.1f\n",
-	       count, us[0], us[(count - 1) / 2],
-	       us[(count * 99 + 99) / 100 - 1], us[count - 1]);
-	fflush(stdout);
+	print_rtt("rtt", us, count);
 	goto out_free_us;
 out_fail:
 	fail_diag(s, rc == -ETIMEDOUT ? "round trip stalled" : "round trip");
 out_free_us:
 	free(us);
 	return rc;
+}
+
+static volatile sig_atomic_t stop_idle;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	stop_idle = 1;
+}
+
+/* A quiet guest: its ports open, nothing sent, until --seconds pass or
+ * SIGTERM/SIGINT.  Says "mode=idle ... ready" once every port is open. */
+static int run_idle(struct bench *b, struct sim *s, unsigned n)
+{
+	struct sigaction sa = {.sa_handler = on_stop};
+	double start = now_s();
+	int rc;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	rc = sim_process(s, 100);
+	if (rc) {
+		fail_diag(s, "device");
+		return rc;
+	}
+	printf("mode=idle ports=%u ready\n", n);
+	fflush(stdout);
+	while (!stop_idle && now_s() - start < b->seconds) {
+		rc = sim_process(s, 1000);
+		if (rc) {
+			fail_diag(s, "device");
+			return rc;
+		}
+	}
+	return 0;
 }
 
 static int run_h2g(struct bench *b, struct sim *s, unsigned nr,
@@ -368,12 +430,25 @@ out_free_buf:
 	return rc;
 }
 
-/* --gen: the pattern to stdout; --check: verify stdin.  Host side. */
+/* Offset of the first non-zero byte in buf (stream offset `at`), or -1. */
+static long long zero_check(uint64_t at, const uint8_t *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (buf[i])
+			return (long long)(at + i);
+	return -1;
+}
+
+/* --gen: the pattern to stdout; --check: verify stdin.  Host side.
+ * Timed from the return of the first read or write to the last, over the
+ * bytes after the first call: so a writer blocked until the guest opens,
+ * or a reader waiting for the first byte, measures the stream only, and
+ * the same way on a port file, a null FUSE file and a pipe. */
 static int run_gen_check(struct bench *b, const uint8_t *pat)
 {
 	uint8_t *buf = malloc(b->io_size);
-	uint64_t done = 0;
-	double start = now_s();
+	uint64_t done = 0, first_done = 0;
+	double start = now_s(), first = 0;
 
 	if (!buf)
 		return 1;
@@ -387,8 +462,11 @@ static int run_gen_check(struct bench *b, const uint8_t *pat)
 		} else {
 			n = read(0, buf, want);
 			if (n > 0 && b->verify) {
-				long long bad = pattern_check(pat, done, buf,
-							      (size_t)n);
+				long long bad =
+					b->zero ? zero_check(done, buf,
+							     (size_t)n)
+						: pattern_check(pat, done, buf,
+								(size_t)n);
 				if (bad >= 0) {
 					fprintf(stderr,
 						"vportfs-bench: data mismatch "
@@ -411,14 +489,141 @@ static int run_gen_check(struct bench *b, const uint8_t *pat)
 			return 1;
 		}
 		done += (uint64_t)n;
+		if (first == 0) {
+			first = now_s();
+			first_done = done;
+		}
 	}
 	free(buf);
-	if (b->mode == MODE_CHECK)
-		report("check", done, now_s() - start, NULL);
-	else
-		fprintf(stderr, "mode=gen bytes=%llu seconds=%.6f\n",
-			(unsigned long long)done, now_s() - start);
+	double end = now_s();
+	/* One call carried it all: nothing to time but the whole. */
+	if (first_done == done) {
+		first = start;
+		first_done = 0;
+	}
+	report_to(b->mode == MODE_CHECK ? stdout : stderr,
+		  b->mode == MODE_CHECK ? "check" : "gen", done - first_done,
+		  end - first, NULL);
 	return 0;
+}
+
+/* --rtt-file: 1 byte written to a file and 1 byte read back from it, N
+ * times, on one read-write fd: two FUSE round trips on a null FUSE file.
+ * What comes back is that file's stream (the pattern), checked. */
+static int run_rtt_file(struct bench *b, const uint8_t *pat)
+{
+	size_t count = (size_t)b->bytes;
+	double *us = malloc(count * sizeof(*us));
+	int fd, rc = 1;
+
+	if (!us)
+		return 1;
+	fd = open(b->echo_path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "vportfs-bench: %s: %s\n", b->echo_path,
+			strerror(errno));
+		goto out_free_us;
+	}
+	for (size_t i = 0; i < RTT_WARMUP + count; i++) {
+		uint8_t out = (uint8_t)(i % PATTERN_MOD), in;
+		double t = now_s();
+		errno = 0;
+		if (write(fd, &out, 1) != 1 || read(fd, &in, 1) != 1) {
+			fprintf(stderr, "vportfs-bench: round trip %zu: %s\n",
+				i, errno ? strerror(errno) : "short");
+			goto out_close;
+		}
+		if (in != pat[i % PATTERN_MOD]) {
+			fprintf(stderr,
+				"vportfs-bench: read 0x%02x, expected 0x%02x\n",
+				in, pat[i % PATTERN_MOD]);
+			goto out_close;
+		}
+		if (i >= RTT_WARMUP)
+			us[i - RTT_WARMUP] = (now_s() - t) * 1e6;
+	}
+	print_rtt("rtt-file", us, count);
+	rc = 0;
+out_close:
+	close(fd);
+out_free_us:
+	free(us);
+	return rc;
+}
+
+static bool io_byte(int fd, uint8_t *c, bool out)
+{
+	for (;;) {
+		ssize_t n = out ? write(fd, c, 1) : read(fd, c, 1);
+		if (n == 1)
+			return true;
+		if (n < 0 && errno == EINTR)
+			continue;
+		return false;
+	}
+}
+
+/* --rtt-pipe: 1 byte to a child over one pipe, back over another, N
+ * times: the round trip of two processes with nothing in between. */
+static int run_rtt_pipe(struct bench *b)
+{
+	size_t count = (size_t)b->bytes;
+	double *us = malloc(count * sizeof(*us));
+	int to[2] = {-1, -1}, from[2] = {-1, -1}, status, rc = 1;
+	pid_t child;
+
+	if (!us)
+		return 1;
+	if (pipe2(to, O_CLOEXEC) || pipe2(from, O_CLOEXEC)) {
+		perror("vportfs-bench: pipe");
+		goto out_close;
+	}
+	child = fork();
+	if (child < 0) {
+		perror("vportfs-bench: fork");
+		goto out_close;
+	}
+	if (child == 0) {
+		uint8_t c;
+
+		close(to[1]); /* or it never sees EOF */
+		close(from[0]);
+		while (io_byte(to[0], &c, false) && io_byte(from[1], &c, true))
+			;
+		_exit(0);
+	}
+	close(to[0]);
+	close(from[1]);
+	to[0] = from[1] = -1;
+	for (size_t i = 0; i < RTT_WARMUP + count; i++) {
+		uint8_t out = (uint8_t)(i % PATTERN_MOD), in = 0;
+		double t = now_s();
+		if (!io_byte(to[1], &out, true) ||
+		    !io_byte(from[0], &in, false) || in != out) {
+			fprintf(stderr,
+				"vportfs-bench: pipe round trip %zu "
+				"failed\n",
+				i);
+			goto out_reap;
+		}
+		if (i >= RTT_WARMUP)
+			us[i - RTT_WARMUP] = (now_s() - t) * 1e6;
+	}
+	print_rtt("rtt-pipe", us, count);
+	rc = 0;
+out_reap:
+	close(to[1]);
+	to[1] = -1;
+	waitpid(child, &status, 0);
+out_close:
+	for (int i = 0; i < 2; i++) {
+		if (to[i] >= 0)
+			close(to[i]);
+		if (from[i] >= 0)
+			close(from[i]);
+	}
+	free(us);
+	return rc;
 }
 
 /* --echo: host side of rtt.  Reads the port file and writes every byte
@@ -491,6 +696,10 @@ static void usage(FILE *f)
 	      "       vportfs-bench --gen N  > PORTFILE   (host writer)\n"
 	      "       vportfs-bench --check N < PORTFILE  (host reader)\n"
 	      "       vportfs-bench --echo PORTFILE       (host echo, rtt)\n"
+	      "       vportfs-bench --socket PATH --port NAME... --mode idle "
+	      "[--seconds S]\n"
+	      "       vportfs-bench --rtt-file FILE --count N  (write+read)\n"
+	      "       vportfs-bench --rtt-pipe --count N       (two pipes)\n"
 	      "\n"
 	      "Drives the guest side of ports through the simulated guest\n"
 	      "and prints one line:\n"
@@ -504,6 +713,16 @@ static void usage(FILE *f)
 	      "rtt: N times, 1 byte to the port and back from --echo, which\n"
 	      "holds the port file open read-write and returns what it reads;\n"
 	      "prints mode=rtt count=N min_us median_us p99_us max_us.\n"
+	      "--rtt-file: N times, write 1 byte to FILE and read 1 byte\n"
+	      "from it (one fd, read-write; the read must return the\n"
+	      "pattern: a null FUSE file); --rtt-pipe: N times, 1 byte to a\n"
+	      "child and back over two pipes; both print mode=rtt-file or\n"
+	      "rtt-pipe and the same fields.\n"
+	      "idle: opens the ports, prints \"mode=idle ports=N ready\",\n"
+	      "then sends nothing until --seconds (3600) or SIGTERM.\n"
+	      "--gen and --check time from the return of their first write\n"
+	      "or read to the last, over the bytes after the first call\n"
+	      "(--gen prints its mode=gen line on stderr).\n"
 	      "\n"
 	      "Options:\n"
 	      "  --buf-size N      g2h: TX buffer size (32768); h2g: RX buffer\n"
@@ -520,6 +739,10 @@ static void usage(FILE *f)
 	      "  --connect-timeout SEC (10)\n"
 	      "  --verify          h2g: check the received pattern\n"
 	      "  --no-verify       --check: don't compare, just count\n"
+	      "  --zero            --check: the stream is zeros\n"
+	      "  --max-ports N     ports to set up queues for (at most 127;\n"
+	      "                    default: the device's, capped at 31)\n"
+	      "  --seconds S       idle: how long (3600)\n"
 	      "  --io-size N       --gen/--check: bytes per write/read (1 MiB)\n"
 	      "Exit status: 0 ok, 1 failure, 2 usage.\n",
 	      f);
@@ -578,6 +801,11 @@ enum {
 	OPT_BYTES,
 	OPT_COUNT,
 	OPT_ECHO,
+	OPT_MAX_PORTS,
+	OPT_SECONDS,
+	OPT_ZERO,
+	OPT_RTT_FILE,
+	OPT_RTT_PIPE,
 };
 
 static const struct option long_opts[] = {
@@ -587,6 +815,11 @@ static const struct option long_opts[] = {
 	{"bytes", required_argument, NULL, OPT_BYTES},
 	{"count", required_argument, NULL, OPT_COUNT},
 	{"echo", required_argument, NULL, OPT_ECHO},
+	{"rtt-file", required_argument, NULL, OPT_RTT_FILE},
+	{"rtt-pipe", no_argument, NULL, OPT_RTT_PIPE},
+	{"max-ports", required_argument, NULL, OPT_MAX_PORTS},
+	{"seconds", required_argument, NULL, OPT_SECONDS},
+	{"zero", no_argument, NULL, OPT_ZERO},
 	{"buf-size", required_argument, NULL, OPT_BUF_SIZE},
 	{"rx-bufs", required_argument, NULL, OPT_RX_BUFS},
 	{"seg-size", required_argument, NULL, OPT_SEG_SIZE},
@@ -615,6 +848,7 @@ int main(int argc, char **argv)
 		.stall = 10,
 		.wait_host = 30,
 		.io_size = 1u << 20,
+		.seconds = 3600,
 	};
 	double connect_timeout = 10;
 	bool verify_set = false, buf_size_set = false;
@@ -645,9 +879,11 @@ int main(int argc, char **argv)
 				b.mode = MODE_H2G;
 			else if (strcmp(optarg, "rtt") == 0)
 				b.mode = MODE_RTT;
+			else if (strcmp(optarg, "idle") == 0)
+				b.mode = MODE_IDLE;
 			else {
 				fprintf(stderr, "vportfs-bench: --mode g2h, "
-						"h2g or rtt\n");
+						"h2g, rtt or idle\n");
 				return 2;
 			}
 			break;
@@ -656,8 +892,25 @@ int main(int argc, char **argv)
 				return 2;
 			break;
 		case OPT_ECHO:
+		case OPT_RTT_FILE:
 			b.echo_path = optarg;
-			b.mode = MODE_ECHO;
+			b.mode = opt == OPT_ECHO ? MODE_ECHO : MODE_RTT_FILE;
+			break;
+		case OPT_RTT_PIPE:
+			b.mode = MODE_RTT_PIPE;
+			break;
+		case OPT_MAX_PORTS:
+			if (!parse_num("--max-ports", optarg, MAX_PORTS, &v) ||
+			    v == 0)
+				return 2;
+			b.o.max_ports = (unsigned)v;
+			break;
+		case OPT_SECONDS:
+			if (!parse_secs("--seconds", optarg, &b.seconds))
+				return 2;
+			break;
+		case OPT_ZERO:
+			b.zero = true;
 			break;
 		case OPT_BYTES:
 		case OPT_GEN:
@@ -762,6 +1015,19 @@ int main(int argc, char **argv)
 		free(pat);
 		return run_echo(&b);
 	}
+	if (b.mode == MODE_RTT_FILE || b.mode == MODE_RTT_PIPE) {
+		int rc = 2;
+		if (b.bytes == 0)
+			fputs("vportfs-bench: --count is required\n", stderr);
+		else if (b.mode == MODE_RTT_FILE)
+			rc = run_rtt_file(&b, pat);
+		else
+			rc = run_rtt_pipe(&b);
+		free(pat);
+		return rc;
+	}
+	if (b.mode == MODE_IDLE && b.bytes == 0)
+		b.bytes = 1; /* nothing to count */
 	if (!b.socket || b.nports == 0 || b.bytes == 0) {
 		fputs("vportfs-bench: --socket, --port and --bytes (rtt: "
 		      "--count) are required\n",
@@ -769,8 +1035,9 @@ int main(int argc, char **argv)
 		free(pat);
 		return 2;
 	}
-	if (b.mode != MODE_G2H && b.nports > 1) {
-		fputs("vportfs-bench: several ports only with --mode g2h\n",
+	if (b.mode != MODE_G2H && b.mode != MODE_IDLE && b.nports > 1) {
+		fputs("vportfs-bench: several ports only with --mode g2h "
+		      "or idle\n",
 		      stderr);
 		free(pat);
 		return 2;
@@ -839,6 +1106,8 @@ int main(int argc, char **argv)
 	}
 	if (b.mode == MODE_G2H)
 		rc = run_g2h(&b, s, nrs, b.nports, pat);
+	else if (b.mode == MODE_IDLE)
+		rc = run_idle(&b, s, b.nports);
 	else if (b.mode == MODE_RTT)
 		rc = run_rtt(&b, s, nr);
 	else

@@ -1,0 +1,136 @@
+"""scripts/bench.sh: every row printed, with a number, its ceiling and a
+ratio (issue 11).  A short run (small sizes, no UML guest: the UML row is
+tests/guest/test_bench_guest.py's); no assertion on any number, since
+they depend on the machine and on what else runs on it.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+
+from vpharness import BUILD, ROOT, force_unmount, mounted  # noqa: E402
+
+BENCH = os.path.join(ROOT, "scripts", "bench.sh")
+TIMEOUT = 300
+
+ROW = re.compile(
+    r"^(?P<name>\S.*?)\s+(?P<value>-?[0-9]+(?:\.[0-9]+)?)\s+"
+    r"(?P<unit>MB/s|us|KiB|bytes|ticks)\s+(?P<ceiling>\S.*?)\s+"
+    r"(?P<cvalue>[0-9]+(?:\.[0-9]+)?)\s+(?P<ratio>[0-9]+\.[0-9]{3})\s+"
+    r"(?P<target>>=[0-9.]+|<=[0-9.]+|=0|-)\s+(?P<result>PASS|MISS|-)\s+"
+    r"(?P<how>\[[0-9]+\])$")
+
+
+def run_bench(sections, env_extra, timeout=TIMEOUT):
+    """bench.sh's output; its processes and mounts gone afterwards."""
+    tmp = tempfile.mkdtemp(prefix="vportfs-test-bench-", dir="/var/tmp")
+    env = dict(os.environ, BENCH_SECTIONS=sections, BENCH_NO_BUILD="1",
+               VPORTFS_BENCH_BUILD=BUILD, BENCH_TMP=tmp)
+    env.update(env_extra)
+    p = subprocess.Popen([BENCH], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env,
+                         start_new_session=True, text=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # SIGTERM first: bench.sh's trap stops what it started.
+        os.killpg(p.pid, signal.SIGTERM)
+        try:
+            out, err = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, err = p.communicate()
+        raise AssertionError("bench.sh still running after %d s:\n%s\n%s" %
+                             (timeout, out, err))
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        with open("/proc/mounts") as f:
+            stale = [line.split()[1] for line in f
+                     if line.split()[1].startswith(tmp + "/")]
+        for m in stale:
+            force_unmount(m)
+        subprocess.run(["rm", "-rf", "--one-file-system", tmp])
+    if p.returncode != 0:
+        raise AssertionError("bench.sh failed (%d):\n%s\n%s" %
+                             (p.returncode, out, err))
+    return out, stale
+
+
+def table(out):
+    """{row name: match} for every line between the header and the notes;
+    an AssertionError for a line that is not a complete row."""
+    lines = out.splitlines()
+    head = [i for i, line in enumerate(lines) if line.startswith("row ")]
+    if len(head) != 1:
+        raise AssertionError("no table header in:\n" + out)
+    rows = {}
+    for line in lines[head[0] + 1:]:
+        if not line.strip():
+            break
+        m = ROW.match(line)
+        if not m:
+            raise AssertionError("not a complete row: %r\n%s" % (line, out))
+        rows.setdefault(m.group("name"), []).append(m)
+    return rows
+
+
+class BenchCase(unittest.TestCase):
+    """Checks of a table; no tests of its own (the guest suite's
+    test_bench_guest.py uses it too)."""
+
+    def check_rows(self, out, expected):
+        rows = table(out)
+        self.assertEqual(sorted(rows), sorted(expected), out)
+        for name, ms in rows.items():
+            for m in ms:
+                # A row with a target says whether it met it.
+                if m.group("target") != "-":
+                    self.assertIn(m.group("result"), ("PASS", "MISS"),
+                                  m.group(0))
+                else:
+                    self.assertEqual(m.group("result"), "-", m.group(0))
+                self.assertIn("\n%s " % m.group("how"), out,
+                              "no footnote for " + m.group(0))
+
+
+class BenchTable(BenchCase):
+    def test_every_row_has_a_number_a_ceiling_and_a_ratio(self):
+        out, stale = run_bench("port socket rtt ports memory", {
+            "BENCH_BYTES": "8M", "BENCH_RTT": "300", "BENCH_IDLE_SECS": "2",
+            "BENCH_FDS": "200"})
+        self.assertEqual(stale, [], "bench.sh left mounts behind")
+        self.check_rows(out, [
+            "guest->host port file", "host->guest port file",
+            "guest->host port file, vs a pipe",
+            "host->guest port file, vs a pipe",
+            "guest->host socket chardev", "host->guest socket chardev",
+            "1-byte round trip, port file (med)",
+            "1-byte round trip, port file (p99)",
+            "1 port guest->host, alone", "8 ports guest->host at once",
+            "31 ports guest->host at once", "126 ports guest->host at once",
+            "RSS idle, 1 port", "RSS idle, 127 ports",
+            "RSS per port (127 vs 1)", "RSS per open file (200 fds)",
+            "idle CPU, guest connected",
+        ])
+        rows = table(out)
+        # Both round-trip ceilings: null FUSE and a pipe.
+        self.assertEqual(
+            sorted(m.group("ceiling") for m in
+                   rows["1-byte round trip, port file (med)"]),
+            ["null FUSE write+read (med)", "pipe round trip (med)"])
+
+    def test_sections_print_only_their_rows(self):
+        out, _ = run_bench("rtt", {"BENCH_RTT": "200"})
+        self.check_rows(out, ["1-byte round trip, port file (med)",
+                              "1-byte round trip, port file (p99)"])
+
+
+if __name__ == "__main__":
+    unittest.main()
