@@ -11,16 +11,15 @@
 #include <stddef.h>
 
 struct hub;
-struct ev_loop;
 
 /*
  * The vhost-user socket systemd passed us (LISTEN_PID, LISTEN_FDS,
  * LISTEN_FDNAMES), made close-on-exec; the variables are unset so that
  * nothing we start inherits them.  Returns the fd (we own it), -ENOENT if
  * none was passed to this process, or -EINVAL with one line in err when
- * more than one was: a vportfs instance serves one VM (vportfs@.socket
- * has one ListenStream=).  *name gets its LISTEN_FDNAMES name, or
- * "activated socket" (valid until the next call).
+ * more than one was (a vportfs instance serves one VM: vportfs@.socket
+ * has one ListenStream=), a configuration error like a bad option.  *name gets
+ * its LISTEN_FDNAMES name, or "activated socket" (valid until the next call).
  */
 int vp_service_activated_fd(const char **name, char *err, size_t errlen);
 
@@ -36,17 +35,15 @@ int vp_service_fd_listening(int fd);
  * STATUS= lines for `systemctl status` (what the frontend and the guest
  * are doing, how many ports are open on each side), sent whenever the
  * hub reports a change and the line differs from the last one.  `where`
- * (the socket's path or name) is copied.  With `exit_with_frontend`, the
- * loop is broken when the frontend goes: a daemon given one connected
- * socket has nobody left to serve (attach that socket first).  NULL on out of
- * memory (nothing is then sent; the daemon still runs).
+ * (the socket's path or name) is copied.  NULL on out of memory (nothing
+ * is then sent; the daemon still runs).
  */
-struct vp_status *vp_status_new(struct hub *hub, struct ev_loop *ev,
-				const char *where, bool exit_with_frontend);
-void vp_status_free(struct vp_status *st);
+struct vp_service_status *vp_service_status_new(struct hub *hub,
+						const char *where);
+void vp_service_status_free(struct vp_service_status *st);
 
 /* READY=1 with the first STATUS= line: socket and mount are live. */
-void vp_service_ready(struct vp_status *st);
+void vp_service_ready(struct vp_service_status *st);
 /* STOPPING=1: shutting down (signal, unmount, frontend gone). */
 void vp_service_stopping(void);
 

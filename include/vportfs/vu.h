@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "vportfs/loop.h"
 #include "vportfs/vq.h"
@@ -64,9 +65,12 @@ struct vu *vu_new(struct vp_loop *loop, const struct vu_config *cfg,
  * listening, unlinks the socket it created.  NULL is accepted. */
 void vu_free(struct vu *vu);
 
-/* Listen on a new socket at path (mode 0600; a stale socket is replaced).
- * 0 or -errno. */
-int vu_listen_path(struct vu *vu, const char *path);
+/* Listen on a new socket at path, created with `mode` (permission bits;
+ * vportfs's default 0600) and, unless gid is (gid_t)-1, given that group
+ * (without following whatever may have replaced it at path).  A stale
+ * socket is replaced; a live one (-EADDRINUSE) or anything that is not a
+ * socket (-EEXIST) is left alone.  0 or -errno. */
+int vu_listen_path(struct vu *vu, const char *path, mode_t mode, gid_t gid);
 /* Listen on an inherited listening socket (socket activation). */
 int vu_listen_fd(struct vu *vu, int fd);
 /* Serve an already connected frontend socket (tests; takes ownership). */

@@ -135,29 +135,47 @@ static int check_file_names(struct vser *dev)
 	return 0;
 }
 
-/* --socket-group, --socket-mode on the socket vu_listen_path() made (mode
- * 0600 from its bind on: never wider than asked). */
-static int socket_access(const struct vp_opts *o)
+/* A VM given to us on a connected socket (--fd, QEMU's backend
+ * conventions) is all we serve: when it goes, we go. */
+struct one_vm {
+	struct hub *hub;
+	struct ev_loop *ev;
+};
+
+static void one_vm_changed(void *opaque)
 {
-	if (o->socket_group_set &&
-	    chown(o->socket_path, (uid_t)-1, o->socket_group) < 0)
-		return -errno;
-	if (chmod(o->socket_path, o->socket_mode) < 0)
-		return -errno;
-	return 0;
+	struct one_vm *vm = opaque;
+	struct hub_device_info di;
+
+	hub_device_info(vm->hub, &di);
+	if (di.frontend)
+		return;
+	vp_info("the VM on the connected socket went away: nobody else can "
+		"connect, stopping");
+	ev_break(vm->ev, EVBREAK_ALL);
 }
 
-/* An inherited socket (--fd, or socket activation): listening, we accept
- * one VM after another; connected, we serve that one (QEMU's backend
- * conventions allow both; SO_ACCEPTCONN tells them apart). */
-static int serve_fd(struct vu *vu, int fd, bool *connected)
+static const struct hub_observer_ops one_vm_ops = {
+	.changed = one_vm_changed,
+};
+
+/* The inherited socket (--fd, socket activation), checked before the
+ * daemon opens a descriptor of its own (which could take its number):
+ * 1 listening, 0 connected, or -1 after saying what is wrong. */
+static int check_inherited_socket(int fd, bool activated)
 {
 	int rc = vp_service_fd_listening(fd);
 
-	if (rc < 0)
+	if (rc >= 0)
 		return rc;
-	*connected = rc == 0;
-	return *connected ? vu_attach_fd(vu, fd) : vu_listen_fd(vu, fd);
+	vp_log_fatal("%s%d: %s",
+		     activated ? "the activated socket, fd " : "--fd ", fd,
+		     rc == -EBADF	   ? "not an open descriptor"
+		     : rc == -ENOTSOCK	   ? "not a stream socket"
+		     : rc == -EAFNOSUPPORT ? "not a unix socket (vhost-user "
+					     "passes descriptors)"
+					   : strerror(-rc));
+	return -1;
 }
 
 /* Host bytes a write() accepted that no guest took: they die with us
@@ -189,9 +207,10 @@ int main(int argc, char **argv)
 	struct chr_set *chrs = NULL;
 	struct vser_port **ports = NULL;
 	struct pfs *fs = NULL;
-	struct vp_status *st = NULL;
+	struct vp_service_status *st = NULL;
+	struct one_vm one_vm = {0};
 	const char *where = "--fd";
-	bool stop = false, connected = false;
+	bool stop = false, connected = false, activated = false;
 	struct vp_opts o;
 	char err[512];
 	int rc, status = EXIT_FAILURE;
@@ -237,9 +256,22 @@ int main(int argc, char **argv)
 		}
 		if (rc < 0) {
 			vp_log_fatal("%s", err);
+			status = EXIT_USAGE;
 			goto out_opts;
 		}
 		o.fd = rc;
+		activated = true;
+	} else if (getenv("LISTEN_FDS")) {
+		vp_warn("not using the socket systemd passed (LISTEN_FDS): "
+			"--socket-path or --fd given");
+	}
+	if (o.fd >= 0) {
+		rc = check_inherited_socket(o.fd, activated);
+		if (rc < 0) {
+			status = EXIT_USAGE;
+			goto out_opts;
+		}
+		connected = rc == 0;
 	}
 	ev = EV_DEFAULT;
 	if (!ev) {
@@ -306,11 +338,13 @@ int main(int argc, char **argv)
 	}
 	if (o.socket_path) {
 		where = o.socket_path;
-		rc = vu_listen_path(vser_vu(dev), o.socket_path);
-		if (!rc)
-			rc = socket_access(&o);
+		rc = vu_listen_path(vser_vu(dev), o.socket_path, o.socket_mode,
+				    o.socket_group_set ? o.socket_group
+						       : (gid_t)-1);
+	} else if (connected) {
+		rc = vu_attach_fd(vser_vu(dev), o.fd);
 	} else {
-		rc = serve_fd(vser_vu(dev), o.fd, &connected);
+		rc = vu_listen_fd(vser_vu(dev), o.fd);
 	}
 	if (rc) {
 		vp_log_fatal("cannot %s %s: %s",
@@ -318,8 +352,12 @@ int main(int argc, char **argv)
 			     where, strerror(-rc));
 		goto out_signals;
 	}
-	/* Connected: that VM only; when it goes, we go. */
-	st = vp_status_new(hub, ev, where, connected);
+	one_vm = (struct one_vm){.hub = hub, .ev = ev};
+	if (connected && hub_observer_add(hub, &one_vm_ops, &one_vm)) {
+		vp_log_fatal("cannot watch the connected VM: no observer left");
+		goto out_signals;
+	}
+	st = vp_service_status_new(hub, where);
 
 	fcfg.mountpoint = o.mountpoint;
 	fcfg.allow_other = o.allow_other;
@@ -342,7 +380,9 @@ int main(int argc, char **argv)
 
 	pfs_free(fs);
 out_signals:
-	vp_status_free(st);
+	vp_service_status_free(st);
+	if (connected)
+		hub_observer_remove(hub, &one_vm_ops, &one_vm);
 	ev_signal_stop(ev, &sigint);
 	ev_signal_stop(ev, &sigterm);
 	ev_signal_stop(ev, &sighup);

@@ -332,21 +332,33 @@ static int check_ports(struct vp_opts *o, char *err, size_t errlen)
 	return 0;
 }
 
-/* A group name, or a number. */
+/* A group name, or a number.  0, -ENOENT (no such group), -errno. */
 static int parse_group(const char *s, gid_t *out)
 {
 	struct group gr, *res = NULL;
-	char buf[4096];
 	unsigned long v;
+	size_t len = 1024;
+	char *buf = NULL;
+	int rc;
 
 	if (!parse_uint(s, 0, UINT_MAX - 1, &v)) {
 		*out = (gid_t)v;
 		return 0;
 	}
-	if (getgrnam_r(s, &gr, buf, sizeof(buf), &res) || !res)
-		return -ENOENT;
-	*out = res->gr_gid;
-	return 0;
+	do {
+		char *more = realloc(buf, len *= 2);
+
+		if (!more) {
+			free(buf);
+			return -ENOMEM;
+		}
+		buf = more;
+		rc = getgrnam_r(s, &gr, buf, len, &res);
+	} while (rc == ERANGE && len < (1u << 24));
+	if (!rc && res)
+		*out = res->gr_gid;
+	free(buf);
+	return rc ? -rc : res ? 0 : -ENOENT;
 }
 
 /* One option, as getopt_long() returns it (c, arg), from the command line
@@ -360,6 +372,8 @@ static int apply_opt(struct vp_opts *o, int c, const char *arg, char *err,
 
 	switch (c) {
 	case OPT_SOCKET_PATH:
+		if (!*arg)
+			return fail(err, errlen, "--socket-path: empty path");
 		o->socket_path = arg;
 		return 0;
 	case OPT_FD:
@@ -369,9 +383,11 @@ static int apply_opt(struct vp_opts *o, int c, const char *arg, char *err,
 		o->fd = (int)v;
 		return 0;
 	case OPT_SOCKET_GROUP:
-		if (parse_group(arg, &o->socket_group))
-			return fail(err, errlen,
-				    "--socket-group '%s': no such group", arg);
+		rc = parse_group(arg, &o->socket_group);
+		if (rc)
+			return fail(err, errlen, "--socket-group '%s': %s", arg,
+				    rc == -ENOENT ? "no such group"
+						  : strerror(-rc));
 		o->socket_group_set = true;
 		return 0;
 	case OPT_SOCKET_MODE:
@@ -595,19 +611,44 @@ static int parse_config(struct vp_opts *o, const char *path, char *err,
  * a management tool asks before it knows what else we accept). */
 static bool wants_capabilities(int argc, char **argv)
 {
-	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "--print-capabilities"))
+	static const char name[] = "--print-capabilities";
+
+	/* getopt_long takes any unambiguous prefix: "--pr" on. */
+	for (int i = 1; i < argc; i++) {
+		size_t n = strlen(argv[i]);
+
+		if (n >= 4 && n < sizeof(name) && !strncmp(argv[i], name, n))
 			return true;
+	}
 	return false;
+}
+
+/* A command-line option, kept until the --config file is applied. */
+struct cl_opt {
+	int c;
+	const char *arg;
+};
+
+/* The command line's --socket-path or --fd overrides the file's, and the
+ * other one with it (they exclude each other). */
+static void override_socket(struct vp_opts *o, const struct cl_opt *cl,
+			    unsigned ncl)
+{
+	for (unsigned i = 0; i < ncl; i++) {
+		if (cl[i].c == OPT_SOCKET_PATH) {
+			o->fd = -1;
+		} else if (cl[i].c == OPT_FD) {
+			o->socket_path = NULL;
+			o->socket_group_set = o->socket_mode_set = false;
+			o->socket_mode = 0600;
+		}
+	}
 }
 
 int vp_opts_parse(struct vp_opts *o, int argc, char **argv, char *err,
 		  size_t errlen)
 {
-	struct {
-		int c;
-		const char *arg;
-	} * cl;
+	struct cl_opt *cl;
 	const char *config = NULL;
 	unsigned ncl = 0;
 	int c, rc = 0;
@@ -660,6 +701,7 @@ int vp_opts_parse(struct vp_opts *o, int argc, char **argv, char *err,
 	}
 	if (config && (rc = parse_config(o, config, err, errlen)))
 		goto out;
+	override_socket(o, cl, ncl);
 	for (unsigned i = 0; i < ncl; i++)
 		if ((rc = apply_opt(o, cl[i].c, cl[i].arg, err, errlen)))
 			goto out;

@@ -3,7 +3,6 @@
  * vportfs/service.h.
  */
 #include <errno.h>
-#include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,16 +71,14 @@ int vp_service_fd_listening(int fd)
 	return listening ? 1 : 0;
 }
 
-struct vp_status {
+struct vp_service_status {
 	struct hub *hub;
-	struct ev_loop *ev;
 	char *where;
-	bool exit_with_frontend;
 	char last[512];
 };
 
 /* One line a person reads in `systemctl status`. */
-static void status_line(struct vp_status *st, char *buf, size_t len)
+static void status_line(struct vp_service_status *st, char *buf, size_t len)
 {
 	unsigned nports = 0, guest = 0, host = 0;
 	struct hub_device_info di;
@@ -114,8 +111,7 @@ static void status_line(struct vp_status *st, char *buf, size_t len)
 
 static void on_changed(void *opaque)
 {
-	struct vp_status *st = opaque;
-	struct hub_device_info di;
+	struct vp_service_status *st = opaque;
 	char line[sizeof(st->last)];
 
 	status_line(st, line, sizeof(line));
@@ -123,30 +119,20 @@ static void on_changed(void *opaque)
 		memcpy(st->last, line, sizeof(line));
 		sd_notifyf(0, "STATUS=%s", line);
 	}
-	if (!st->exit_with_frontend)
-		return;
-	hub_device_info(st->hub, &di);
-	if (!di.frontend) {
-		vp_info("the VM on the connected --fd socket went away: "
-			"nobody else can connect, exiting");
-		ev_break(st->ev, EVBREAK_ALL);
-	}
 }
 
 static const struct hub_observer_ops status_ops = {
 	.changed = on_changed,
 };
 
-struct vp_status *vp_status_new(struct hub *hub, struct ev_loop *ev,
-				const char *where, bool exit_with_frontend)
+struct vp_service_status *vp_service_status_new(struct hub *hub,
+						const char *where)
 {
-	struct vp_status *st = calloc(1, sizeof(*st));
+	struct vp_service_status *st = calloc(1, sizeof(*st));
 
 	if (!st)
 		return NULL;
 	st->hub = hub;
-	st->ev = ev;
-	st->exit_with_frontend = exit_with_frontend;
 	st->where = strdup(where);
 	if (!st->where || hub_observer_add(hub, &status_ops, st)) {
 		free(st->where);
@@ -156,7 +142,7 @@ struct vp_status *vp_status_new(struct hub *hub, struct ev_loop *ev,
 	return st;
 }
 
-void vp_status_free(struct vp_status *st)
+void vp_service_status_free(struct vp_service_status *st)
 {
 	if (!st)
 		return;
@@ -165,7 +151,7 @@ void vp_status_free(struct vp_status *st)
 	free(st);
 }
 
-void vp_service_ready(struct vp_status *st)
+void vp_service_ready(struct vp_service_status *st)
 {
 	int rc;
 

@@ -767,7 +767,11 @@ static int h_set_vring_kick(struct req *r)
 	/* Without protocol features a ring is enabled by its kick fd. */
 	if (!has_protocol_features(r->vu))
 		vq->enabled = true;
-	return queue_maybe_start(r->vu, q);
+	/* The kick fd itself is taken whatever the rings are: a ring that
+	 * cannot start (its addresses) is reported on its error fd and waits
+	 * for a SET_VRING_ADDR that fits. */
+	queue_maybe_start(r->vu, q);
+	return 0;
 }
 
 static int h_set_vring_call(struct req *r)
@@ -809,8 +813,15 @@ static int h_set_vring_enable(struct req *r)
 	if (r->msg->payload.state.num > 1)
 		return -EINVAL;
 	vq->enabled = r->msg->payload.state.num;
-	if (vq->enabled)
-		return queue_maybe_start(r->vu, req_queue(r));
+	if (vq->enabled) {
+		int rc = queue_maybe_start(r->vu, req_queue(r));
+
+		/* Refused: the ring stays disabled (a later good address
+		 * must not start it behind the frontend's back). */
+		if (rc)
+			vq->enabled = false;
+		return rc;
+	}
 	queue_pause(r->vu, req_queue(r), true);
 	return 0;
 }
@@ -1236,7 +1247,27 @@ static bool socket_alive(const struct sockaddr_un *sa)
 	return alive;
 }
 
-int vu_listen_path(struct vu *vu, const char *path)
+/* The socket we just bound at path: its group, without following a
+ * symlink (or anything else) someone may have put in its place; its
+ * device and inode into *st. */
+static int socket_chgrp(const char *path, gid_t gid, struct stat *st)
+{
+	int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, st) < 0)
+		rc = -errno;
+	else if (!S_ISSOCK(st->st_mode))
+		rc = -EEXIST;
+	else if (gid != (gid_t)-1 &&
+		 fchownat(fd, "", (uid_t)-1, gid, AT_EMPTY_PATH) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+int vu_listen_path(struct vu *vu, const char *path, mode_t mode, gid_t gid)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	mode_t old_mask;
@@ -1263,15 +1294,24 @@ int vu_listen_path(struct vu *vu, const char *path)
 		}
 		unlink(path);
 	}
-	old_mask = umask(0177); /* the socket is born 0600 */
+	/* Born with its mode: never wider than asked, not even for a
+	 * moment, and no chmod by path to race with. */
+	old_mask = umask(~mode & 0777);
 	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old_mask);
-	if (rc < 0 || listen(fd, 4) < 0) {
+	if (rc < 0) {
 		rc = -errno;
 		goto err_close;
 	}
+	rc = socket_chgrp(path, gid, &st);
+	if (rc)
+		goto err_unlink;
+	if (listen(fd, 4) < 0) {
+		rc = -errno;
+		goto err_unlink;
+	}
 	vu->socket_path = strdup(path);
-	if (!vu->socket_path || stat(path, &st) < 0) {
+	if (!vu->socket_path) {
 		rc = -ENOMEM;
 		goto err_unlink;
 	}

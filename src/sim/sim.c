@@ -972,6 +972,8 @@ static int vq_add(struct sim_vq *vq, const struct seg *segs, unsigned n,
 	uint16_t head;
 	unsigned slots = vq_slots_for(vq, n);
 
+	if (vq->flooded)
+		return fail(s, -EBUSY, "queue %u is the flood's", vq->idx);
 	if (vq->num_free < slots)
 		return -ENOSPC;
 	if (slots == 1 && n > 1) {
@@ -2765,6 +2767,8 @@ long sim_port_write(struct sim *s, unsigned nr, const void *data, size_t len)
 	vq = &s->vqs[vser_port_txq(nr)];
 	if (vq->broken)
 		return fail(s, -EPROTO, "transmit queue %u broken", vq->idx);
+	if (vq->flooded)
+		return fail(s, -EBUSY, "queue %u is the flood's", vq->idx);
 	while (done < len) {
 		uint32_t chunk = len - done < s->o.tx_buf_size
 					 ? (uint32_t)(len - done)
@@ -2992,6 +2996,8 @@ static int raw_vq(struct sim *s, unsigned qidx, struct sim_vq **out)
 		return fail(s, -ENOTCONN, "not connected");
 	if (qidx >= s->nvqs)
 		return fail(s, -EINVAL, "no queue %u (have %u)", qidx, s->nvqs);
+	if (s->vqs[qidx].flooded)
+		return fail(s, -EBUSY, "queue %u is the flood's", qidx);
 	*out = &s->vqs[qidx];
 	return 0;
 }
@@ -3134,6 +3140,8 @@ int sim_raw_avail_idx(struct sim *s, unsigned qidx, uint16_t idx)
 
 int sim_shrink_memory(struct sim *s, uint64_t size)
 {
+	if (s->flood.running)
+		return fail(s, -EBUSY, "a flood is running");
 	size_t len = s->o.mem_size;
 	void *copy = malloc(len);
 
@@ -3257,8 +3265,10 @@ int sim_flood_start(struct sim *s, unsigned qidx)
 	s->flood.posted = 0;
 	s->flood.stop = false;
 	rc = pthread_create(&s->flood.thread, NULL, flood_run, s);
-	if (rc)
+	if (rc) {
+		vq->flooded = false;
 		return fail(s, -rc, "pthread_create: %s", strerror(rc));
+	}
 	s->flood.running = true;
 	return 0;
 }

@@ -182,8 +182,44 @@ class InheritedFd(CliTest):
                                "name=data", self.mnt],
                               capture_output=True, text=True,
                               pass_fds=(a.fileno(),), timeout=10)
-        self.assertEqual(proc.returncode, 1)
-        self.assertIn("--fd", proc.stderr)
+        # A bad option, checked before anything is opened.
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("--fd %d: not a stream socket" % a.fileno(),
+                      proc.stderr)
+        self.assertFalse(mounted(self.mnt))
+
+
+class InheritedFdChecked(CliTest):
+    """--fd N is checked before vportfs opens a descriptor of its own,
+    which could otherwise take number N and be served as the VMM's."""
+
+    def test_fd_that_is_not_open_is_a_bad_option(self):
+        rc, _, err = self.run_vportfs(
+            ["--fd", "9", "--chardev",
+             "socket,id=c,path=%s,server=on,wait=off" %
+             os.path.join(self.dir, "c.sock"),
+             "--port", "name=data,chardev=c", self.mnt])
+        self.assertEqual(rc, 2, err)
+        self.assertIn("--fd 9: not an open descriptor", err)
+        self.assertFalse(mounted(self.mnt))
+
+    def test_two_activated_sockets_are_a_bad_configuration(self):
+        a = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        b = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        # Numbers 3 and 4 in the child, LISTEN_PID its own pid.
+        script = ("import os, sys; os.dup2(%d, 3); os.dup2(%d, 4); "
+                  "os.environ.update(LISTEN_PID=str(os.getpid()), "
+                  "LISTEN_FDS='2'); os.execv(sys.argv[1], sys.argv[1:])"
+                  % (a.fileno(), b.fileno()))
+        proc = subprocess.run([sys.executable, "-c", script, VPORTFS,
+                               "--port", "name=data", self.mnt],
+                              capture_output=True, text=True, timeout=10,
+                              pass_fds=(a.fileno(), b.fileno()))
+        # Exit 2: systemd's RestartPreventExitStatus=2 does not retry it.
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn("passed 2 sockets", proc.stderr)
         self.assertFalse(mounted(self.mnt))
 
 

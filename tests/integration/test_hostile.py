@@ -454,6 +454,11 @@ class FloodedNeighbour(HostileTest):
             posted = self.sim.flood_stop()
         # The flood was on all along: many rings' worth went round.
         self.assertGreater(posted, 20 * 256)
+        # The queue stays the flood's: the sim refuses to post on it.
+        with self.assertRaisesRegex(SimError, "flood"):
+            self.sim.write(self.other, b"x")
+        with self.assertRaisesRegex(SimError, "flood"):
+            self.sim.flood(txq(self.other))
         print(f"\nflood: {posted} refused chains posted while "
               f"2 x {self.SIZE >> 20} MiB crossed the port beside in "
               f"{took:.2f} s ({2 * self.SIZE / took / 1e6:.0f} MB/s)",

@@ -226,6 +226,13 @@ static void test_print_capabilities_wins_over_anything_anywhere(void **state)
 			       "--print-capabilities", NULL),
 			 0);
 	assert_true(f->o.print_capabilities);
+	/* getopt_long's unambiguous prefixes count too. */
+	assert_int_equal(parse(f, "--bogus", "--print-cap", NULL), 0);
+	assert_true(f->o.print_capabilities);
+	assert_int_equal(parse(f, "--pr", "/mnt", NULL), 0);
+	assert_true(f->o.print_capabilities);
+	/* "--p" could be --port as well: not a request for capabilities. */
+	expect_error(f, "--p", "--p", "/mnt", NULL);
 }
 
 static void test_socket_path_and_its_alias_socket(void **state)
@@ -242,6 +249,8 @@ static void test_socket_path_and_its_alias_socket(void **state)
 	assert_string_equal(f->o.socket_path, "/run/c.sock");
 	expect_error(f, "only one", "--socket-path", "s", "--fd", "3", "/mnt",
 		     NULL);
+	expect_error(f, "--socket-path: empty path", "--socket-path", "",
+		     "/mnt", NULL);
 }
 
 static void test_socket_group_and_mode(void **state)
@@ -393,8 +402,27 @@ static void test_command_line_overrides_the_config_file(void **state)
 	assert_int_equal(f->o.nports, 2);
 	assert_string_equal(f->o.ports[0].name, "from-file");
 	assert_string_equal(f->o.ports[1].name, "from-cli");
-	/* The file's socket, the command line's fd: one too many. */
-	expect_error(f, "only one", "--config", path, "--fd", "3", NULL);
+	/* The command line's --fd replaces the file's socket, and the
+	 * socket's mode with it. */
+	config_done(path);
+	config_file(path, sizeof(path),
+		    "socket-path /run/file.sock\nsocket-mode 0660\n"
+		    "mountpoint /m\n");
+	assert_int_equal(parse(f, "--config", path, "--fd", "3", NULL), 0);
+	assert_null(f->o.socket_path);
+	assert_int_equal(f->o.fd, 3);
+	assert_false(f->o.socket_mode_set);
+	config_done(path);
+	/* And the command line's --socket-path the file's --fd. */
+	config_file(path, sizeof(path), "fd 3\nmountpoint /m\n");
+	assert_int_equal(parse(f, "--config", path, "--socket-path", "/s",
+			       NULL),
+			 0);
+	assert_string_equal(f->o.socket_path, "/s");
+	assert_int_equal(f->o.fd, -1);
+	/* Both on the command line is still one too many. */
+	expect_error(f, "only one", "--config", path, "--socket-path", "/s",
+		     "--fd", "4", NULL);
 	config_done(path);
 }
 
