@@ -10,6 +10,9 @@
 #   BENCH_BYTES       bytes per throughput row, with K/M/G (512M); the
 #                     N-port rows split them over the N ports
 #   BENCH_UML_BYTES   bytes of the UML rows (BENCH_BYTES, 64 KiB multiple)
+#   BENCH_REPEAT      runs of each throughput row, the median printed (3)
+#   BENCH_WARMUP      N-port rows: untimed bytes per port first (8M, one
+#                     TX ring of 256 32 KiB buffers; BENCH_BYTES/16 if less)
 #   BENCH_RTT         round trips per latency row (10000)
 #   BENCH_IDLE_SECS   idle-CPU window (10)
 #   BENCH_FDS         open files of the per-open-file row (1000)
@@ -56,6 +59,9 @@ uml_bytes=$((uml_count * 65536))
 rtt_count=${BENCH_RTT:-${VPORTFS_BENCH_RTT:-10000}}
 idle_secs=${BENCH_IDLE_SECS:-10}
 nfds=${BENCH_FDS:-1000}
+repeat=${BENCH_REPEAT:-3}
+# one TX ring (256 x 32 KiB), less for short runs
+warmup=$(size_bytes "${BENCH_WARMUP:-$(((bytes / 16) < (8 << 20) ? bytes / 16 : 8 << 20))}")
 ports_list=${BENCH_PORTS_LIST:-1 8 31 126}
 sections=" ${BENCH_SECTIONS:-port socket rtt ports memory uml} "
 want() { [[ $sections == *" $1 "* ]]; }
@@ -138,6 +144,8 @@ wait_line() {
 	die "no '$2' in $1"
 }
 
+# The median of its arguments (the lower middle one of an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 field() { sed -n "s/.*\<$1=\([0-9.]*\).*/\1/p" "$2" | head -n1; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -204,29 +212,37 @@ fi
 port=$work/main/bench
 
 if want port; then
-	# guest -> host: the sim streams, the host reads the port file
-	sim_bg "$work/g2h" --socket "$work/main.sock" --port bench --mode g2h --bytes "$bytes"
-	wait_guest_open "$port"
-	"$bench" --check "$bytes" <"$port" >"$work/g2h.check" || die "g2h check failed"
-	wait "$sim" || die "g2h guest failed"
-	V[g2h]=$(field MBps "$work/g2h.check")
-	# the same reader on the null FUSE file
-	"$bench" --check "$bytes" <"$work/null/null" >"$work/nullr.check" || die "null read failed"
-	V[null_read]=$(field MBps "$work/nullr.check")
+	g2h=() nullr=() h2g=() nullw=() pipe=()
+	for _ in $(seq "$repeat"); do
+		# guest -> host: the sim streams, the host reads the port file
+		sim_bg "$work/g2h" --socket "$work/main.sock" --port bench --mode g2h --bytes "$bytes"
+		wait_guest_open "$port"
+		"$bench" --check "$bytes" <"$port" >"$work/g2h.check" || die "g2h check failed"
+		wait "$sim" || die "g2h guest failed"
+		g2h+=("$(field MBps "$work/g2h.check")")
+		# the same reader on the null FUSE file
+		"$bench" --check "$bytes" <"$work/null/null" >"$work/nullr.check" || die "null read failed"
+		nullr+=("$(field MBps "$work/nullr.check")")
 
-	# host -> guest (a fresh frontend: a new VM on the same daemon)
-	sim_bg "$work/h2g" --socket "$work/main.sock" --port bench --mode h2g \
-		--bytes "$bytes" --verify
-	"$bench" --gen "$bytes" >"$port" 2>"$work/h2g.gen" || die "h2g writer failed"
-	wait "$sim" || die "h2g guest failed (or saw a wrong byte)"
-	V[h2g]=$(field MBps "$work/h2g.gen")
-	"$bench" --gen "$bytes" >"$work/null/null" 2>"$work/nullw.gen" || die "null write failed"
-	V[null_write]=$(field MBps "$work/nullw.gen")
+		# host -> guest (a fresh frontend: a new VM on the same daemon)
+		sim_bg "$work/h2g" --socket "$work/main.sock" --port bench --mode h2g \
+			--bytes "$bytes" --verify
+		"$bench" --gen "$bytes" >"$port" 2>"$work/h2g.gen" || die "h2g writer failed"
+		wait "$sim" || die "h2g guest failed (or saw a wrong byte)"
+		h2g+=("$(field MBps "$work/h2g.gen")")
+		"$bench" --gen "$bytes" >"$work/null/null" 2>"$work/nullw.gen" || die "null write failed"
+		nullw+=("$(field MBps "$work/nullw.gen")")
 
-	# the same tools through a pipe
-	"$bench" --gen "$bytes" 2>/dev/null | "$bench" --check "$bytes" >"$work/pipe.check" ||
-		die "pipe check failed"
-	V[pipe]=$(field MBps "$work/pipe.check")
+		# the same tools through a pipe
+		"$bench" --gen "$bytes" 2>/dev/null | "$bench" --check "$bytes" >"$work/pipe.check" ||
+			die "pipe check failed"
+		pipe+=("$(field MBps "$work/pipe.check")")
+	done
+	V[g2h]=$(median "${g2h[@]}")
+	V[null_read]=$(median "${nullr[@]}")
+	V[h2g]=$(median "${h2g[@]}")
+	V[null_write]=$(median "${nullw[@]}")
+	V[pipe]=$(median "${pipe[@]}")
 fi
 
 if want rtt; then
@@ -248,35 +264,42 @@ if want rtt; then
 fi
 
 if want socket; then
-	# guest -> host through the socket chardev, read by socat
-	sim_bg "$work/sg2h" --socket "$work/main.sock" --port sock --mode g2h --bytes "$bytes"
-	# (socat would wait for more after the last byte: it is stopped
-	# once --check has all of them)
-	exec {sockin}< <(socat -u UNIX-CONNECT:"$work/chr.sock" -)
-	reader=$!
-	pids+=("$reader")
-	"$bench" --check "$bytes" <&"$sockin" >"$work/sg2h.check" || die "chardev g2h check failed"
-	exec {sockin}<&-
-	wait "$sim" || die "chardev g2h guest failed"
-	kill "$reader" 2>/dev/null || true
-	V[sock_g2h]=$(field MBps "$work/sg2h.check")
+	sg2h=() sh2g=() socat=()
+	for _ in $(seq "$repeat"); do
+		# guest -> host through the socket chardev, read by socat
+		sim_bg "$work/sg2h" --socket "$work/main.sock" --port sock --mode g2h --bytes "$bytes"
+		# (socat would wait for more after the last byte: it is stopped
+		# once --check has all of them)
+		exec {sockin}< <(socat -u UNIX-CONNECT:"$work/chr.sock" -)
+		reader=$!
+		pids+=("$reader")
+		"$bench" --check "$bytes" <&"$sockin" >"$work/sg2h.check" || die "chardev g2h check failed"
+		exec {sockin}<&-
+		wait "$sim" || die "chardev g2h guest failed"
+		kill "$reader" 2>/dev/null || true
+		sg2h+=("$(field MBps "$work/sg2h.check")")
 
-	# host -> guest through it, written by socat (socat ends at the
-	# input's end; the chardev's client goes with it)
-	sim_bg "$work/sh2g" --socket "$work/main.sock" --port sock --mode h2g \
-		--bytes "$bytes" --verify
-	"$bench" --gen "$bytes" 2>/dev/null | socat -u - UNIX-CONNECT:"$work/chr.sock"
-	wait "$sim" || die "chardev h2g guest failed (or saw a wrong byte)"
-	V[sock_h2g]=$(field MBps "$work/sh2g")
+		# host -> guest through it, written by socat (socat ends at the
+		# input's end; the chardev's client goes with it)
+		sim_bg "$work/sh2g" --socket "$work/main.sock" --port sock --mode h2g \
+			--bytes "$bytes" --verify
+		"$bench" --gen "$bytes" 2>/dev/null | socat -u - UNIX-CONNECT:"$work/chr.sock"
+		wait "$sim" || die "chardev h2g guest failed (or saw a wrong byte)"
+		sh2g+=("$(field MBps "$work/sh2g")")
 
-	# socat between two unix sockets, the same tools around it
-	socat -u UNIX-LISTEN:"$work/plain.sock" - | "$bench" --check "$bytes" >"$work/plain.check" &
-	plain=$!
-	pids+=("$plain")
-	for _ in $(seq 100); do [ -S "$work/plain.sock" ] && break; sleep 0.05; done
-	"$bench" --gen "$bytes" 2>/dev/null | socat -u - UNIX-CONNECT:"$work/plain.sock"
-	wait "$plain" || die "socat check failed"
-	V[socat]=$(field MBps "$work/plain.check")
+		# socat between two unix sockets, the same tools around it
+		socat -u UNIX-LISTEN:"$work/plain.sock" - | "$bench" --check "$bytes" >"$work/plain.check" &
+		plain=$!
+		pids+=("$plain")
+		for _ in $(seq 100); do [ -S "$work/plain.sock" ] && break; sleep 0.05; done
+		"$bench" --gen "$bytes" 2>/dev/null | socat -u - UNIX-CONNECT:"$work/plain.sock"
+		wait "$plain" || die "socat check failed"
+		socat+=("$(field MBps "$work/plain.check")")
+		rm -f "$work/plain.sock"
+	done
+	V[sock_g2h]=$(median "${sg2h[@]}")
+	V[sock_h2g]=$(median "${sh2g[@]}")
+	V[socat]=$(median "${socat[@]}")
 fi
 
 # ---- the rest of the memory rows, the end of the idle window ------------
@@ -327,19 +350,25 @@ if want ports; then
 			args+=(--port "m$i")
 			files+=("$work/many/m$i")
 		done
+		# one guest and one set of readers, $repeat timed rounds
+		# (starting 126 readers takes seconds on a busy machine)
 		# enough guest memory for every port's TX ring full of 32 KiB
+		# buffers
 		sim_bg "$work/ports$n" --socket "$work/many.sock" --max-ports 127 \
-			--mem-mb $((64 + n * 9)) "${args[@]}" --mode g2h --bytes "$per"
+			--mem-mb $((64 + n * 9)) "${args[@]}" --mode g2h \
+			--warmup "$warmup" --rounds "$repeat" --bytes "$per"
 		wait_guest_open "${files[@]}"
 		checks=()
 		for f in "${files[@]}"; do
-			"$bench" --check "$per" <"$f" >/dev/null 2>>"$work/ports$n.check.log" &
+			"$bench" --check $((warmup + repeat * per)) <"$f" >/dev/null \
+				2>>"$work/ports$n.check.log" &
 			checks+=($!)
 			pids+=($!)
 		done
 		for p in "${checks[@]}"; do wait "$p" || die "a reader of $n ports failed"; done
 		wait "$sim" || die "the guest of $n ports failed"
-		V[ports$n]=$(field MBps "$work/ports$n")
+		mapfile -t vals < <(sed -n 's/.*MBps=\([0-9.]*\).*/\1/p' "$work/ports$n")
+		V[ports$n]=$(median "${vals[@]}")
 	done
 fi
 
@@ -384,7 +413,7 @@ fi
 mib() { awk -v b="$1" 'BEGIN { printf "%g MiB", b / 1048576 }'; }
 echo "vportfs bench, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r)," \
 	"$(lscpu | sed -n 's/^Model name: *//p' | head -n1), $(nproc) CPUs;" \
-	"$(mib "$bytes") per throughput row"
+	"$(mib "$bytes") per throughput row, median of $repeat runs"
 fmt='%-36s %10s %-5s  %-30s %10s  %7s  %-7s %-5s %s\n'
 # shellcheck disable=SC2059
 printf "$fmt" row value unit ceiling value ratio target result how
@@ -465,10 +494,12 @@ MB/s are 10^6 bytes/s; us are microseconds; every byte is verified.
     trips); vportfs-bench --rtt-pipe, 1 byte to a child and back over two
     pipes.
 [6] one simulated guest streams $(mib "$bytes")/N into each of N ports at
-    once (TX interleaved in one loop), N --check readers in parallel;
-    aggregate MB/s as the guest measures it (first byte queued to last
-    buffer returned); ratio to the first row.  A daemon with
-    --max-ports 127.
+    once (TX interleaved in one loop), N --check readers in parallel,
+    $repeat timed rounds (median) after $(mib "$warmup") per port untimed (--warmup: guest buffers and
+    rings touched once, as in a running VM); aggregate MB/s as the guest
+    measures it (first byte queued to last buffer returned); ratio to
+    the first row.  A daemon with --max-ports 127 (126 generic ports:
+    port 0 is for a console).
 [7] VmRSS of fresh daemons (one with 1 port, one with 127), each with a
     simulated guest connected that has every port open and sends nothing
     (vportfs-bench --mode idle); per port: the difference / 126; per open

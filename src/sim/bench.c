@@ -70,9 +70,11 @@ struct bench {
 	double stall;	  /* no progress, seconds */
 	double wait_host; /* g2h: for the host reader, seconds */
 	bool verify;
-	bool zero;	/* --check: the stream is zeros, not the pattern */
-	size_t io_size; /* --gen / --check */
-	double seconds; /* idle */
+	bool zero;	 /* --check: the stream is zeros, not the pattern */
+	size_t io_size;	 /* --gen / --check */
+	double seconds;	 /* idle */
+	uint64_t warmup; /* g2h: untimed bytes per port first */
+	unsigned rounds; /* g2h: timed streams of `bytes` per port */
 	struct sim_opts o;
 };
 
@@ -90,10 +92,18 @@ static uint8_t *pattern_new(void)
 {
 	uint8_t *p = malloc(CHUNK + PATTERN_MOD);
 
+	size_t have = PATTERN_MOD, len = CHUNK + PATTERN_MOD;
+
 	if (!p)
 		return NULL;
-	for (size_t i = 0; i < CHUNK + PATTERN_MOD; i++)
-		p[i] = (uint8_t)(i % PATTERN_MOD);
+	for (size_t i = 0; i < PATTERN_MOD; i++)
+		p[i] = (uint8_t)i;
+	/* Doubling copies: 127 readers start at once in the N-port rows. */
+	while (have < len) {
+		size_t n = have < len - have ? have : len - have;
+		memcpy(p + have, p, n);
+		have += n;
+	}
 	return p;
 }
 
@@ -173,29 +183,24 @@ static long tx_pending_all(const struct sim *s, const unsigned *nr, unsigned n)
 	return sum;
 }
 
-/* Streams b->bytes into each of nr[0..n) at once: every round tops up
- * every port's TX ring, so the daemon sees all queues busy together. */
-static int run_g2h(struct bench *b, struct sim *s, const unsigned *nr,
-		   unsigned n, const uint8_t *pat)
+/* Streams into each of nr[0..n) at once until queued[i] == upto and the
+ * device returned every buffer: every round tops up every port's TX ring,
+ * so the daemon sees all queues busy together. */
+static int stream(struct bench *b, struct sim *s, const unsigned *nr,
+		  unsigned n, const uint8_t *pat, uint64_t *queued,
+		  uint64_t upto)
 {
-	struct port_set ps = {nr, n};
-	struct sim_port_info pi;
-	uint64_t queued[MAX_PORTS] = {0};
-	double start, last_progress, end;
+	double start, last_progress;
 	long pending;
 	bool all_queued;
+	int rc;
 
-	int rc = sim_wait(s, cond_hosts, &ps, (int)(b->wait_host * 1000));
-	if (rc) {
-		fail_diag(s, "waiting for a host reader");
-		return rc;
-	}
 	start = last_progress = now_s();
 	for (;;) {
 		all_queued = true;
 		for (unsigned i = 0; i < n; i++) {
-			while (queued[i] < b->bytes) {
-				uint64_t want = b->bytes - queued[i];
+			while (queued[i] < upto) {
+				uint64_t want = upto - queued[i];
 				long w = sim_port_write(
 					s, nr[i], pat + queued[i] % PATTERN_MOD,
 					want < CHUNK ? (size_t)want : CHUNK);
@@ -208,7 +213,7 @@ static int run_g2h(struct bench *b, struct sim *s, const unsigned *nr,
 				queued[i] += (uint64_t)w;
 				last_progress = now_s();
 			}
-			if (queued[i] < b->bytes)
+			if (queued[i] < upto)
 				all_queued = false;
 		}
 		pending = tx_pending_all(s, nr, n);
@@ -217,7 +222,7 @@ static int run_g2h(struct bench *b, struct sim *s, const unsigned *nr,
 			return (int)pending;
 		}
 		if (all_queued && pending == 0)
-			break;
+			return 0;
 		rc = sim_process(s, 100);
 		if (rc) {
 			fail_diag(s, "device");
@@ -232,14 +237,46 @@ static int run_g2h(struct bench *b, struct sim *s, const unsigned *nr,
 			return -ETIMEDOUT;
 		}
 	}
-	end = now_s();
-	for (unsigned i = 0; i < n; i++)
-		if (sim_port_info(s, nr[i], &pi) == 0 && pi.tx_total < b->bytes)
-			fprintf(stderr,
-				"vportfs-bench: port %u: only %llu bytes "
-				"returned\n",
-				nr[i], (unsigned long long)pi.tx_total);
-	report("g2h", b->bytes * n, end - start, s);
+}
+
+/* --warmup bytes first, untimed, on every port (guest memory and the
+ * daemon's rings touched once, as in a VM that has been running), then
+ * b->bytes on every port, timed, --rounds times (one line each). */
+static int run_g2h(struct bench *b, struct sim *s, const unsigned *nr,
+		   unsigned n, const uint8_t *pat)
+{
+	struct port_set ps = {nr, n};
+	struct sim_port_info pi;
+	uint64_t queued[MAX_PORTS] = {0};
+	double start;
+
+	int rc = sim_wait(s, cond_hosts, &ps, (int)(b->wait_host * 1000));
+	if (rc) {
+		fail_diag(s, "waiting for a host reader");
+		return rc;
+	}
+	if (b->warmup) {
+		rc = stream(b, s, nr, n, pat, queued, b->warmup);
+		if (rc)
+			return rc;
+	}
+	for (unsigned r = 1; r <= b->rounds; r++) {
+		uint64_t upto = b->warmup + r * b->bytes;
+
+		start = now_s();
+		rc = stream(b, s, nr, n, pat, queued, upto);
+		if (rc)
+			return rc;
+		double end = now_s();
+		for (unsigned i = 0; i < n; i++)
+			if (sim_port_info(s, nr[i], &pi) == 0 &&
+			    pi.tx_total < upto)
+				fprintf(stderr,
+					"vportfs-bench: port %u: only %llu "
+					"bytes returned\n",
+					nr[i], (unsigned long long)pi.tx_total);
+		report("g2h", b->bytes * n, end - start, s);
+	}
 	return 0;
 }
 
@@ -743,6 +780,10 @@ static void usage(FILE *f)
 	      "  --max-ports N     ports to set up queues for (at most 127;\n"
 	      "                    default: the device's, capped at 31)\n"
 	      "  --seconds S       idle: how long (3600)\n"
+	      "  --warmup N        g2h: first stream N bytes into each port,\n"
+	      "                    untimed (the readers get N more bytes)\n"
+	      "  --rounds R        g2h: R timed streams of --bytes per port,\n"
+	      "                    one line each (readers get R x --bytes)\n"
 	      "  --io-size N       --gen/--check: bytes per write/read (1 MiB)\n"
 	      "Exit status: 0 ok, 1 failure, 2 usage.\n",
 	      f);
@@ -806,6 +847,8 @@ enum {
 	OPT_ZERO,
 	OPT_RTT_FILE,
 	OPT_RTT_PIPE,
+	OPT_WARMUP,
+	OPT_ROUNDS,
 };
 
 static const struct option long_opts[] = {
@@ -820,6 +863,8 @@ static const struct option long_opts[] = {
 	{"max-ports", required_argument, NULL, OPT_MAX_PORTS},
 	{"seconds", required_argument, NULL, OPT_SECONDS},
 	{"zero", no_argument, NULL, OPT_ZERO},
+	{"warmup", required_argument, NULL, OPT_WARMUP},
+	{"rounds", required_argument, NULL, OPT_ROUNDS},
 	{"buf-size", required_argument, NULL, OPT_BUF_SIZE},
 	{"rx-bufs", required_argument, NULL, OPT_RX_BUFS},
 	{"seg-size", required_argument, NULL, OPT_SEG_SIZE},
@@ -849,6 +894,7 @@ int main(int argc, char **argv)
 		.wait_host = 30,
 		.io_size = 1u << 20,
 		.seconds = 3600,
+		.rounds = 1,
 	};
 	double connect_timeout = 10;
 	bool verify_set = false, buf_size_set = false;
@@ -911,6 +957,16 @@ int main(int argc, char **argv)
 			break;
 		case OPT_ZERO:
 			b.zero = true;
+			break;
+		case OPT_ROUNDS:
+			if (!parse_num("--rounds", optarg, 1000, &v) || v == 0)
+				return 2;
+			b.rounds = (unsigned)v;
+			break;
+		case OPT_WARMUP:
+			if (!parse_num("--warmup", optarg, UINT64_MAX / 4,
+				       &b.warmup))
+				return 2;
 			break;
 		case OPT_BYTES:
 		case OPT_GEN:
