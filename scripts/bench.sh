@@ -471,7 +471,8 @@ if want uml; then
 fi
 cat <<EOF
 
-MB/s are 10^6 bytes/s; us are microseconds; every byte is verified.
+MB/s are 10^6 bytes/s, the median of $repeat runs (BENCH_REPEAT), port and
+ceiling runs interleaved; us are microseconds; every byte is verified.
 [1] simulated guest (vportfs-bench --mode g2h, 32 KiB TX buffers) into a
     port; host reader vportfs-bench --check (1 MiB read()s, pattern
     checked), timed by the reader from its first read's return to its
@@ -494,11 +495,11 @@ MB/s are 10^6 bytes/s; us are microseconds; every byte is verified.
     trips); vportfs-bench --rtt-pipe, 1 byte to a child and back over two
     pipes.
 [6] one simulated guest streams $(mib "$bytes")/N into each of N ports at
-    once (TX interleaved in one loop), N --check readers in parallel,
-    $repeat timed rounds (median) after $(mib "$warmup") per port untimed (--warmup: guest buffers and
-    rings touched once, as in a running VM); aggregate MB/s as the guest
-    measures it (first byte queued to last buffer returned); ratio to
-    the first row.  A daemon with --max-ports 127 (126 generic ports:
+    once (TX interleaved in one loop), N --check readers in parallel;
+    $repeat timed rounds (median) after $(mib "$warmup") per port untimed
+    (--warmup: guest buffers and rings touched once, as in a running VM);
+    aggregate MB/s as the guest measures it (first byte queued to last
+    buffer returned); ratio to the first row.  A daemon with --max-ports 127 (126 generic ports:
     port 0 is for a console).
 [7] VmRSS of fresh daemons (one with 1 port, one with 127), each with a
     simulated guest connected that has every port open and sends nothing
