@@ -349,7 +349,10 @@ int main(int argc, char **argv)
 	if (rc) {
 		vp_log_fatal("cannot %s %s: %s",
 			     o.socket_path ? "listen on" : "serve the VM on",
-			     where, strerror(-rc));
+			     where,
+			     o.socket_path && rc == -EEXIST
+				     ? "something that is not a socket is there"
+				     : strerror(-rc));
 		goto out_signals;
 	}
 	one_vm = (struct one_vm){.hub = hub, .ev = ev};

@@ -413,7 +413,8 @@ class ListeningSocket(CliTest):
         rc, out, err = self.run_vportfs(["--socket", self.sock, "--port",
                                          "name=data", self.mnt])
         self.assertNotEqual(rc, 0)
-        self.assertIn(self.sock, err)
+        self.assertIn(self.sock + ": something that is not a socket is "
+                      "there", err)
         self.assertEqual(len(err.splitlines()), 1, err)
         self.assertFalse(mounted(self.mnt))
         with open(self.sock) as f:
