@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
 import vpharness  # noqa: E402
-from vpharness import (Blocked, Daemon, VPORTFS, VPORTFS_SIM,  # noqa: E402
+from vpharness import (close_all, Blocked, Daemon, VPORTFS, VPORTFS_SIM,  # noqa: E402
                        force_unmount, mounted, read_exact, wait_until)
 from simctl import Sim, SimTimeout  # noqa: E402
 
@@ -157,14 +157,7 @@ class ChardevTest(unittest.TestCase):
         self.dir = tempfile.mkdtemp(prefix="vportfs-chr-", dir="/var/tmp")
         self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
         self.fds = []
-        self.addCleanup(self._close_fds)
-
-    def _close_fds(self):
-        for fd in self.fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self.addCleanup(close_all, self.fds)
 
     def p(self, name):
         return os.path.join(self.dir, name)

@@ -13,7 +13,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from vpharness import VPORTFS_SIM, Daemon, wait_until  # noqa: E402
+from vpharness import close_all, VPORTFS_SIM, Daemon, wait_until  # noqa: E402
 from simctl import Sim  # noqa: E402
 from test_port_files import TEST_TIMEOUT, Blocked, PortTest  # noqa: E402
 
@@ -72,7 +72,7 @@ class EventsTest(PortTest):
         self.addCleanup(self.d.cleanup)
         self.d.start()
         self.fds = []
-        self.addCleanup(self._close_fds)
+        self.addCleanup(close_all, self.fds)
         self.t0 = time.time()
         self.ev = self.events()
         self.sim = Sim(VPORTFS_SIM, self.d.sock, self.sim_args)

@@ -28,7 +28,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from vpharness import (Blocked, Daemon, VPORTFS_SIM, force_unmount,  # noqa: E402
+from vpharness import (close_all, Blocked, Daemon, VPORTFS_SIM, force_unmount,  # noqa: E402
                        mounted, read_exact, read_to_eof, wait_until)
 from simctl import Sim  # noqa: E402
 
@@ -255,7 +255,7 @@ class FaultTest(unittest.TestCase):
         self.sim = self.new_sim(self.sim_args)
         self.nr = self.sim.wait_port("data")
         self.fds = []
-        self.addCleanup(self._close_fds)
+        self.addCleanup(close_all, self.fds)
 
     def _expire(self):
         # Kill the daemon first: that aborts the FUSE connection, so a main
@@ -264,13 +264,6 @@ class FaultTest(unittest.TestCase):
         if self.d.proc is not None and self.d.proc.poll() is None:
             os.killpg(self.d.proc.pid, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGALRM)
-
-    def _close_fds(self):
-        for fd in self.fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
     # ---- helpers -------------------------------------------------------
 

@@ -27,7 +27,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from vpharness import Blocked, Daemon, VPORTFS_SIM, read_exact, wait_until  # noqa: E402
+from vpharness import close_all, Blocked, Daemon, VPORTFS_SIM, read_exact, wait_until  # noqa: E402
 from simctl import CTRL, Sim, SimDisconnected, SimError, rxq, txq  # noqa: E402
 
 TEST_TIMEOUT = 30
@@ -108,7 +108,7 @@ class HostileTest(unittest.TestCase):
         self.nr = self.sim.wait_port("data")
         self.other = self.sim.wait_port("other")
         self.fds = []
-        self.addCleanup(self._close_fds)
+        self.addCleanup(close_all, self.fds)
 
     def _expire(self):
         # Kill the daemon first: that aborts the FUSE connection, so a main
@@ -120,13 +120,6 @@ class HostileTest(unittest.TestCase):
     def tearDown(self):
         self._watchdog.cancel()
         self.assert_daemon_healthy()
-
-    def _close_fds(self):
-        for fd in self.fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
     # ---- helpers -------------------------------------------------------
 

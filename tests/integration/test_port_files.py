@@ -18,7 +18,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from vpharness import Blocked, Daemon, VPORTFS_SIM, wait_until  # noqa: E402
+from vpharness import close_all, Blocked, Daemon, VPORTFS_SIM, wait_until  # noqa: E402
 from simctl import Sim, SimTimeout  # noqa: E402
 
 TEST_TIMEOUT = 60
@@ -40,17 +40,10 @@ class PortTest(unittest.TestCase):
         self.addCleanup(self.sim.close)
         self.nr = int(self.sim.cmd("wait-port data 5000"))
         self.fds = []
-        self.addCleanup(self._close_fds)
+        self.addCleanup(close_all, self.fds)
 
     def tearDown(self):
         signal.alarm(0)
-
-    def _close_fds(self):
-        for fd in self.fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
     def open(self, flags=os.O_RDWR, name="data"):
         fd = os.open(self.d.path(name), flags)

@@ -201,6 +201,16 @@ signal.signal(signal.SIGTERM, _on_term)
 signal.signal(signal.SIGALRM, _on_alarm)
 
 
+def close_all(fds):
+    """Closes every descriptor in the list fds, for a test's cleanup: one
+    the test already closed is skipped."""
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 def read_exact(fd, n, timeout=5.0):
     """n bytes from a port file, waiting with select (AssertionError after
     `timeout` seconds or at EOF)."""

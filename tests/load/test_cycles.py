@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 
-from vpharness import Daemon, VPORTFS_SIM, read_exact  # noqa: E402
+from vpharness import close_all, Daemon, VPORTFS_SIM, read_exact  # noqa: E402
 from simctl import Sim  # noqa: E402
 from loadstat import KIB, MIB, Usage, report  # noqa: E402
 
@@ -47,17 +47,10 @@ class SimLoadTest(unittest.TestCase):
         self.sim = Sim(VPORTFS_SIM, self.d.sock, timeout=10)
         self.addCleanup(self.sim.close)
         self.fds = []
-        self.addCleanup(self._close_fds)
+        self.addCleanup(close_all, self.fds)
 
     def tearDown(self):
         signal.alarm(0)
-
-    def _close_fds(self):
-        for fd in self.fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
     def usage(self):
         self.assertTrue(self.d.alive(), "the daemon died:\n" +

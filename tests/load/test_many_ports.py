@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 
-from vpharness import Daemon, VPORTFS_SIM  # noqa: E402
+from vpharness import close_all, Daemon, VPORTFS_SIM  # noqa: E402
 from simctl import Sim  # noqa: E402
 from loadstat import (G2H, H2G, KIB, MIB, Streams, Usage,  # noqa: E402
                       host_side, report, throughput)
@@ -71,17 +71,10 @@ class ManyPorts(unittest.TestCase):
                         "--mem-mb", "256"], timeout=10)
         self.addCleanup(self.sim.close)
         self.fds = []
-        self.addCleanup(self._close_fds)
+        self.addCleanup(close_all, self.fds)
 
     def tearDown(self):
         signal.alarm(0)
-
-    def _close_fds(self):
-        for fd in self.fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
     def guest_side(self, st, nrs, deadline):
         """Round the ports with the sim: queue guest output while less
