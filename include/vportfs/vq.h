@@ -73,6 +73,9 @@ struct vq {
 	bool indirect;
 	bool broken;
 	unsigned inflight; /* popped, not yet pushed */
+	/* Ring descriptors the longest chain popped so far took (an indirect
+	 * chain takes one): how soon the driver's ring runs out of them. */
+	unsigned chain_descs_max;
 	uint64_t bad_chains;
 };
 
@@ -131,6 +134,19 @@ void vq_push(struct vq *vq, uint16_t head, uint32_t len);
 /* Should the guest be interrupted for what was pushed since the last time
  * this said yes?  Honours EVENT_IDX and VRING_AVAIL_F_NO_INTERRUPT. */
 bool vq_should_notify(struct vq *vq);
+
+/*
+ * After pushing the chains that moved used->idx from used_before: might
+ * the driver be waiting for ring room?  A Linux driver takes its used
+ * buffers back itself before each add (virtio_console __send_to_port), so
+ * it sleeps only when an add left it no free descriptor and that
+ * reclaim found nothing new: when the chains posted beyond used_before
+ * held every descriptor of the ring.  Chains of several descriptors are
+ * counted as long as the longest one seen.  Reads the avail index after a
+ * full fence, which pairs with the driver's barrier between its add and
+ * its reclaim: one of the two sides always sees the other.
+ */
+bool vq_driver_may_wait(struct vq *vq, uint16_t used_before);
 
 /* Ask the guest to kick us for the next chain it adds (EVENT_IDX writes
  * avail_event).  Callers re-check vq_has_avail() afterwards, closing the

@@ -105,6 +105,20 @@ void vu_queue_notify(struct vu *vu, unsigned q);
 #define VU_LAZY_NOTIFY_MS 1
 void vu_queue_notify_lazy(struct vu *vu, unsigned q);
 
+/*
+ * After pushing chains on a queue whose driver takes its used buffers back
+ * by itself before each add (a generic port's transmit queue: Linux's
+ * virtio_console reclaims in every write and wants an interrupt only to
+ * wake a writer that found the ring full): the interrupt is sent at once
+ * if the driver may be waiting for room (vq_driver_may_wait since
+ * used_before, the used index before the pushes), else as
+ * vu_queue_notify_lazy, by when a streaming driver has taken the buffers
+ * back and moved used_event past them.  Interrupt moderation: a guest
+ * writing a stream costs no interrupt per buffer, a blocked writer still
+ * wakes at once.
+ */
+void vu_queue_notify_moderated(struct vu *vu, unsigned q, uint16_t used_before);
+
 /* Name of a request, for logs. */
 const char *vu_request_name(uint32_t request);
 

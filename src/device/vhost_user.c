@@ -383,6 +383,18 @@ void vu_queue_notify_lazy(struct vu *vu, unsigned q)
 	}
 }
 
+void vu_queue_notify_moderated(struct vu *vu, unsigned q, uint16_t used_before)
+{
+	struct vq *vq = vu_queue(vu, q);
+
+	if (!vq || vq->used_idx == used_before)
+		return;
+	if (vq_driver_may_wait(vq, used_before))
+		vu_queue_notify(vu, q);
+	else
+		vu_queue_notify_lazy(vu, q);
+}
+
 void vu_queue_notify(struct vu *vu, unsigned q)
 {
 	if (q >= vu->cfg.nqueues)

@@ -721,12 +721,13 @@ static bool port_pull_tx(struct vser_port *port)
 		vq_want_kick(vq);
 	} while (vq_has_avail(vq));
 out:
-	/* A console's writer spins for its buffers: see
-	 * vu_queue_notify_lazy. */
+	/* A console's writer spins for its buffers (vu_queue_notify_lazy); a
+	 * generic port's takes them back at its next write and waits only on
+	 * a full ring (vu_queue_notify_moderated). */
 	if (port->console && vq->used_idx != before)
 		vu_queue_notify_lazy(dev->vu, q);
 	else
-		notify_if_used(dev, q, vq, before);
+		vu_queue_notify_moderated(dev->vu, q, before);
 	return got;
 }
 

@@ -91,6 +91,7 @@ int vq_setup(struct vq *vq, const struct vq_mem *mem, unsigned num,
 	vq->signalled_used_valid = false;
 	vq->broken = false;
 	vq->inflight = 0;
+	vq->chain_descs_max = 1;
 	return 0;
 }
 
@@ -256,11 +257,14 @@ static int walk_chain(struct vq *vq, const struct vq_mem *mem, uint16_t head,
 		if (rc)
 			return rc;
 		if (!(d.flags & VRING_DESC_F_NEXT))
-			return 0;
+			break;
 		if (d.next >= vq->num)
 			return -EINVAL;
 		i = d.next;
 	}
+	if (count > vq->chain_descs_max)
+		vq->chain_descs_max = count;
+	return 0;
 }
 
 int vq_pop(struct vq *vq, const struct vq_mem *mem, struct vq_elem **out)
@@ -380,6 +384,17 @@ bool vq_should_notify(struct vq *vq)
 	event = vq->avail->ring[vq->num]; /* used_event */
 	/* vring_need_event(): did new pass event since old? */
 	return (uint16_t)(new - event - 1) < (uint16_t)(new - old);
+}
+
+bool vq_driver_may_wait(struct vq *vq, uint16_t used_before)
+{
+	uint16_t posted;
+
+	if (!vq->num)
+		return false;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	posted = (uint16_t)(avail_idx(vq) - used_before);
+	return (unsigned long)posted * vq->chain_descs_max >= vq->num;
 }
 
 void vq_want_kick(struct vq *vq)

@@ -2759,7 +2759,7 @@ long sim_port_write(struct sim *s, unsigned nr, const void *data, size_t len)
 	struct sim_port *p = NULL;
 	struct sim_vq *vq = NULL;
 	size_t done = 0;
-	bool nomem = false;
+	bool nomem = false, rechecked = false;
 	int rc = port_ready_for_io(s, nr, &p);
 
 	if (rc)
@@ -2769,6 +2769,12 @@ long sim_port_write(struct sim *s, unsigned nr, const void *data, size_t len)
 		return fail(s, -EPROTO, "transmit queue %u broken", vq->idx);
 	if (vq->flooded)
 		return fail(s, -EBUSY, "queue %u is the flood's", vq->idx);
+	/* Take back what the device used, as Linux's virtio_console does
+	 * before every add (reclaim_consumed_buffers): a writer needs no
+	 * interrupt until the ring is full. */
+	rc = vq_reap(vq);
+	if (rc)
+		return rc;
 	while (done < len) {
 		uint32_t chunk = len - done < s->o.tx_buf_size
 					 ? (uint32_t)(len - done)
@@ -2781,8 +2787,18 @@ long sim_port_write(struct sim *s, unsigned nr, const void *data, size_t len)
 		if (nsegs(s->o.tx_buf_size, seg) > 64)
 			seg = (s->o.tx_buf_size + 63) / 64;
 		unsigned n = nsegs(chunk, seg);
-		if (vq->num_free < vq_slots_for(vq, n))
-			break;
+		if (vq->num_free < vq_slots_for(vq, n)) {
+			/* Full: look once more before waiting for an
+			 * interrupt, as Linux's will_write_block does. */
+			if (rechecked)
+				break;
+			rechecked = true;
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+			rc = vq_reap(vq);
+			if (rc)
+				return rc;
+			continue;
+		}
 		if (spare_get(s, vq, seg_layout_bytes(s->o.tx_buf_size, seg),
 			      &b)) {
 			nomem = true;

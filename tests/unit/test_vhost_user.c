@@ -1337,6 +1337,94 @@ static void test_queue_notify_on_stopped_queue_writes_nothing(void **state)
 	assert_int_equal(recv(f->call, &c, 1, MSG_DONTWAIT), -1);
 }
 
+/* The guest posts `chains` chains of `descs` 4-byte descriptors each on
+ * queue 0 (head of chain i: descriptor i * descs); the device pops `pop`
+ * of them and pushes them back.  The used index before the pushes. */
+static uint16_t post_pop_push(struct fx *f, unsigned chains, unsigned descs,
+			      unsigned pop)
+{
+	struct vq *vq = vu_queue(f->vu, 0);
+	uint16_t before = vq->used_idx;
+
+	for (unsigned i = 0; i < chains * descs; i++) {
+		bool last = i % descs == descs - 1;
+
+		g_desc(f, 0)[i] = (struct vring_desc){
+			MEM_GPA + DATA_OFF + 4 * i, 4,
+			last ? 0 : VRING_DESC_F_NEXT, (uint16_t)(i + 1)
+		};
+	}
+	for (unsigned c = 0; c < chains; c++)
+		g_avail(f, 0)->ring[c] = (uint16_t)(c * descs);
+	g_avail(f, 0)->idx = (uint16_t)chains;
+	for (unsigned c = 0; c < pop; c++) {
+		struct vq_elem *e;
+
+		assert_int_equal(vq_pop(vq, vu_mem(f->vu), &e), 1);
+		vq_push(vq, e->head, 0);
+		free(e);
+	}
+	return before;
+}
+
+static bool call_sent(struct fx *f)
+{
+	uint64_t v;
+
+	return recv(f->call, &v, sizeof(v), MSG_DONTWAIT) == sizeof(v);
+}
+
+static void test_moderated_notify_waits_while_the_driver_has_room(void **state)
+{
+	struct fx *f = *state;
+
+	start_queue(f, 0, 0);
+	/* Half the ring posted and taken back: a driver that writes on
+	 * reclaims these itself, an interrupt now would find nothing to do. */
+	vu_queue_notify_moderated(f->vu, 0, post_pop_push(f, QNUM / 2, 1, 2));
+	fake_loop_run_deferred(f->fl);
+	assert_false(call_sent(f));
+	/* A driver that stopped writing still gets its interrupt. */
+	assert_int_equal(fake_loop_fire_timers(f->fl), 1);
+	assert_true(call_sent(f));
+}
+
+static void test_moderated_notify_is_at_once_when_the_ring_was_full(
+	void **state)
+{
+	struct fx *f = *state;
+
+	start_queue(f, 0, 0);
+	/* Every descriptor posted: the driver's writer may sleep until a
+	 * buffer comes back, so the first ones back wake it now. */
+	vu_queue_notify_moderated(f->vu, 0, post_pop_push(f, QNUM, 1, 2));
+	fake_loop_run_deferred(f->fl);
+	assert_true(call_sent(f));
+}
+
+static void test_moderated_notify_counts_descriptors_not_chains(void **state)
+{
+	struct fx *f = *state;
+
+	start_queue(f, 0, 0);
+	/* Half as many chains as the ring has entries, two descriptors each:
+	 * the ring is full all the same. */
+	vu_queue_notify_moderated(f->vu, 0, post_pop_push(f, QNUM / 2, 2, 1));
+	fake_loop_run_deferred(f->fl);
+	assert_true(call_sent(f));
+}
+
+static void test_moderated_notify_without_pushes_sends_nothing(void **state)
+{
+	struct fx *f = *state;
+
+	start_queue(f, 0, 0);
+	vu_queue_notify_moderated(f->vu, 0, post_pop_push(f, QNUM, 1, 0));
+	fake_loop_run_deferred(f->fl);
+	fake_loop_fire_timers(f->fl);
+	assert_false(call_sent(f));
+}
+
 static void test_set_backend_req_fd_is_accepted(void **state)
 {
 	struct fx *f = *state;
@@ -2771,6 +2859,10 @@ int main(void)
 		T(test_ring_reenable_resumes_used_idx_from_ring),
 		T(test_set_vring_num_on_started_ring_fails),
 		T(test_queue_notify_writes_exactly_8_bytes_to_call_fd),
+		T(test_moderated_notify_waits_while_the_driver_has_room),
+		T(test_moderated_notify_is_at_once_when_the_ring_was_full),
+		T(test_moderated_notify_counts_descriptors_not_chains),
+		T(test_moderated_notify_without_pushes_sends_nothing),
 		T(test_queue_notify_respects_no_interrupt),
 		T(test_queue_notify_on_stopped_queue_writes_nothing),
 		T(test_set_backend_req_fd_is_accepted),
