@@ -39,7 +39,7 @@ static void *mem_span(const struct vq_mem *mem, uint64_t addr, uint64_t len,
 static void *mem_lookup(const struct vq_mem *mem, uint64_t addr, uint64_t len,
 			bool by_uva)
 {
-	uint64_t span;
+	uint64_t span = 0;
 	void *p;
 
 	if (len == 0)

@@ -1342,7 +1342,7 @@ static int ctrl_send(struct sim *s, uint32_t id, uint16_t ev, uint16_t val,
 	struct virtio_console_control c = {.id = id, .event = ev, .value = val};
 	struct sim_vq *vq = NULL;
 	struct sim_buf b;
-	struct sim_head *h;
+	struct sim_head *h = NULL;
 	int rc;
 
 	if (!s->connected)
