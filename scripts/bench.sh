@@ -11,7 +11,7 @@
 #                     N-port rows split them over the N ports
 #   BENCH_UML_BYTES   bytes of the UML rows (BENCH_BYTES, 64 KiB multiple)
 #   BENCH_REPEAT      runs of each throughput row, the median printed (3)
-#   BENCH_WARMUP      N-port rows: untimed bytes per port first (8M, one
+#   BENCH_WARMUP      guest->host rows: untimed bytes per port first (8M, one
 #                     TX ring of 256 32 KiB buffers; BENCH_BYTES/16 if less)
 #   BENCH_RTT         round trips per latency row (10000)
 #   BENCH_IDLE_SECS   idle-CPU window (10)
@@ -20,6 +20,12 @@
 #                     ports has 126 generic ones, port 0 being a console's)
 #   BENCH_SECTIONS    which rows: any of port socket rtt ports memory uml
 #                     (default: all)
+#   BENCH_PERF        a directory: also record a perf profile (perf record
+#                     -g) of the daemon and the simulated guest during the
+#                     first run of each row, keep it there as ROW.data, and
+#                     print each one's top entries after the table.
+#                     Profiling slows the rows: such a run's numbers are
+#                     not for comparison
 #   BENCH_TMP         where the work dir goes (/var/tmp: a UML guest must
 #                     see it)
 #   VPORTFS_BENCH_BUILD  build dir (default build-bench, Release),
@@ -81,6 +87,15 @@ for b in vportfs vportfs-bench vportfs-nullfs; do
 	}
 done
 
+perf_dir=${BENCH_PERF:-}
+if [ -n "$perf_dir" ]; then
+	command -v perf >/dev/null || {
+		echo "bench: BENCH_PERF needs perf (Debian's linux-perf)" >&2
+		exit 1
+	}
+	mkdir -p "$perf_dir"
+	perf_dir=$(cd "$perf_dir" && pwd)
+fi
 work=$(mktemp -d "${BENCH_TMP:-/var/tmp}/vportfs-bench.XXXXXX")
 pids=()    # every process we started, killed at exit
 mounts=()  # every mount point, unmounted at exit
@@ -161,6 +176,27 @@ sim_bg() {
 
 declare -A V # results by key
 
+# prof_start ROW PID...: with BENCH_PERF, profile these processes until
+# prof_stop; the first run of a row only.
+profiled=()
+prof=
+prof_start() {
+	local name=$1
+	shift
+	[ -n "$perf_dir" ] && [[ " ${profiled[*]} " != *" $name "* ]] || return 0
+	perf record -g -o "$perf_dir/$name.data" -p "$(IFS=,; echo "$*")" \
+		>/dev/null 2>"$perf_dir/$name.log" &
+	prof=$!
+	profiled+=("$name")
+	sleep 0.5 # perf attaches
+}
+prof_stop() {
+	[ -n "$prof" ] || return 0
+	kill -INT "$prof" 2>/dev/null
+	wait "$prof" || true
+	prof=
+}
+
 # ---- memory and idle CPU (first: fresh daemons; the idle window runs
 # while the other sections do, its daemon untouched by them) -------------
 for n in $ports_list; do
@@ -201,6 +237,7 @@ if want port || want socket || want rtt || want uml; then
 	daemon main --port name=bench \
 		--chardev "socket,id=s,path=$work/chr.sock,server=on,wait=off" \
 		--port name=sock,chardev=s
+	main_pid=$daemon_pid
 fi
 if want port || want rtt; then
 	mkdir "$work/null"
@@ -215,19 +252,29 @@ if want port; then
 	g2h=() nullr=() h2g=() nullw=() pipe=()
 	for _ in $(seq "$repeat"); do
 		# guest -> host: the sim streams, the host reads the port file
-		sim_bg "$work/g2h" --socket "$work/main.sock" --port bench --mode g2h --bytes "$bytes"
+		# (the first TX ring's worth untimed, as in the N-port rows:
+		# a running VM's buffers are not fresh memory)
+		sim_bg "$work/g2h" --socket "$work/main.sock" --port bench --mode g2h \
+			--warmup "$warmup" --bytes "$bytes"
 		wait_guest_open "$port"
-		"$bench" --check "$bytes" <"$port" >"$work/g2h.check" || die "g2h check failed"
+		prof_start g2h "$main_pid" "$sim"
+		"$bench" --check $((warmup + bytes)) --skip "$warmup" <"$port" >"$work/g2h.check" ||
+			die "g2h check failed"
+		prof_stop
 		wait "$sim" || die "g2h guest failed"
 		g2h+=("$(field MBps "$work/g2h.check")")
 		# the same reader on the null FUSE file
-		"$bench" --check "$bytes" <"$work/null/null" >"$work/nullr.check" || die "null read failed"
+		"$bench" --check $((warmup + bytes)) --skip "$warmup" <"$work/null/null" \
+			>"$work/nullr.check" || die "null read failed"
 		nullr+=("$(field MBps "$work/nullr.check")")
 
 		# host -> guest (a fresh frontend: a new VM on the same daemon)
 		sim_bg "$work/h2g" --socket "$work/main.sock" --port bench --mode h2g \
 			--bytes "$bytes" --verify
+		wait_guest_open "$port"
+		prof_start h2g "$main_pid" "$sim"
 		"$bench" --gen "$bytes" >"$port" 2>"$work/h2g.gen" || die "h2g writer failed"
+		prof_stop
 		wait "$sim" || die "h2g guest failed (or saw a wrong byte)"
 		h2g+=("$(field MBps "$work/h2g.gen")")
 		"$bench" --gen "$bytes" >"$work/null/null" 2>"$work/nullw.gen" || die "null write failed"
@@ -248,10 +295,12 @@ fi
 if want rtt; then
 	sim_bg "$work/rtt" --socket "$work/main.sock" --port bench --mode rtt --count "$rtt_count"
 	wait_guest_open "$port"
+	prof_start rtt "$main_pid" "$sim"
 	"$bench" --echo "$port" 2>"$work/echo.log" &
 	echo_pid=$!
 	pids+=("$echo_pid")
 	wait "$sim" || die "rtt guest failed"
+	prof_stop
 	wait "$echo_pid" || die "rtt echo failed" # EOF once the guest closes
 	V[rtt]=$(field median_us "$work/rtt")
 	V[rtt_p99]=$(field p99_us "$work/rtt")
@@ -358,6 +407,7 @@ if want ports; then
 			--mem-mb $((64 + n * 9)) "${args[@]}" --mode g2h \
 			--warmup "$warmup" --rounds "$repeat" --bytes "$per"
 		wait_guest_open "${files[@]}"
+		prof_start "ports$n" "$many_pid" "$sim"
 		checks=()
 		for f in "${files[@]}"; do
 			"$bench" --check $((warmup + repeat * per)) <"$f" >/dev/null \
@@ -367,6 +417,7 @@ if want ports; then
 		done
 		for p in "${checks[@]}"; do wait "$p" || die "a reader of $n ports failed"; done
 		wait "$sim" || die "the guest of $n ports failed"
+		prof_stop
 		mapfile -t vals < <(sed -n 's/.*MBps=\([0-9.]*\).*/\1/p' "$work/ports$n")
 		V[ports$n]=$(median "${vals[@]}")
 	done
@@ -396,6 +447,7 @@ EOF
 		sleep 0.05
 	done
 	[ -e "$work/uml.opened" ] || die "the UML guest never opened its port"
+	prof_start uml "$main_pid"
 	exec {umlin}<"$port"
 	"$bench" --check "$uml_bytes" --zero <&"$umlin" >"$work/uml.check" 2>"$work/uml-check.log" &
 	ucheck=$!
@@ -403,6 +455,7 @@ EOF
 	exec {umlin}<&-
 	: >"$work/uml.reading"
 	wait "$ucheck" || die "the host reader of the UML guest's bytes failed"
+	prof_stop
 	wait "$uml" || die "the UML guest failed"
 	dd_mbps() { awk '/copied/ { printf "%.1f", $1 / $(NF - 3) / 1e6 }' "$1"; }
 	V[uml_port]=$(dd_mbps "$work/uml.port")
@@ -475,9 +528,11 @@ MB/s are 10^6 bytes/s, the median of $repeat runs (BENCH_REPEAT), port and
 ceiling runs interleaved; us are microseconds; every byte is verified.
 [1] simulated guest (vportfs-bench --mode g2h, 32 KiB TX buffers) into a
     port; host reader vportfs-bench --check (1 MiB read()s, pattern
-    checked), timed by the reader from its first read's return to its
-    last.  Ceiling: the same reader on vportfs-nullfs's file (same open
-    flags, init flags and loop as a port file; reads return the pattern).
+    checked), timed by the reader from the read that ends the guest's
+    untimed $(mib "$warmup") --warmup (its buffers' first touch) to its last.
+    Ceiling: the same reader, with the same --skip, on vportfs-nullfs's
+    file (same open flags, init flags and loop as a port file; reads
+    return the pattern).
 [2] host writer vportfs-bench --gen (1 MiB write()s) into the port file,
     timed by the writer the same way; the simulated guest receives into
     4 KiB buffers and checks the pattern.  Ceiling: the same writer on the
@@ -515,3 +570,9 @@ ceiling runs interleaved; us are microseconds; every byte is verified.
     if=/dev/zero bs=64k count=$uml_count | dd of=/dev/null bs=64k.  Both
     from dd's own summary line (bytes / seconds), so boot time is out.
 EOF
+for name in "${profiled[@]}"; do
+	echo
+	echo "profile of row '$name' ($perf_dir/$name.data): top entries, by process and symbol"
+	perf report -i "$perf_dir/$name.data" --no-children --sort comm,dso,sym \
+		-g none --stdio --percent-limit 1.5 2>/dev/null | grep -v '^#' | grep . | head -n 15
+done

@@ -8,7 +8,7 @@ packages=(
 	libfuse3-dev fuse3 libev-dev libcmocka-dev libjson-c-dev
 	libsystemd-dev systemd
 	attr user-mode-linux socat python3 util-linux procps kmod
-	clang libclang-rt-14-dev valgrind
+	clang libclang-rt-14-dev valgrind linux-perf
 	mandoc dpkg-dev apt
 )
 

@@ -74,6 +74,7 @@ struct bench {
 	size_t io_size;	 /* --gen / --check */
 	double seconds;	 /* idle */
 	uint64_t warmup; /* g2h: untimed bytes per port first */
+	uint64_t skip;	 /* --check: untimed bytes first */
 	unsigned rounds; /* g2h: timed streams of `bytes` per port */
 	struct sim_opts o;
 };
@@ -480,7 +481,9 @@ static long long zero_check(uint64_t at, const uint8_t *buf, size_t len)
  * Timed from the return of the first read or write to the last, over the
  * bytes after the first call: so a writer blocked until the guest opens,
  * or a reader waiting for the first byte, measures the stream only, and
- * the same way on a port file, a null FUSE file and a pipe. */
+ * the same way on a port file, a null FUSE file and a pipe.  With --skip
+ * the clock starts at the first read that reaches that many bytes (a
+ * guest's untimed --warmup). */
 static int run_gen_check(struct bench *b, const uint8_t *pat)
 {
 	uint8_t *buf = malloc(b->io_size);
@@ -526,7 +529,7 @@ static int run_gen_check(struct bench *b, const uint8_t *pat)
 			return 1;
 		}
 		done += (uint64_t)n;
-		if (first == 0) {
+		if (first == 0 && done >= b->skip) {
 			first = now_s();
 			first_done = done;
 		}
@@ -785,6 +788,8 @@ static void usage(FILE *f)
 	      "  --rounds R        g2h: R timed streams of --bytes per port,\n"
 	      "                    one line each (readers get R x --bytes)\n"
 	      "  --io-size N       --gen/--check: bytes per write/read (1 MiB)\n"
+	      "  --skip N          --check: read and check N bytes untimed\n"
+	      "                    first (a g2h guest's --warmup)\n"
 	      "Exit status: 0 ok, 1 failure, 2 usage.\n",
 	      f);
 }
@@ -848,6 +853,7 @@ enum {
 	OPT_RTT_FILE,
 	OPT_RTT_PIPE,
 	OPT_WARMUP,
+	OPT_SKIP,
 	OPT_ROUNDS,
 };
 
@@ -864,6 +870,7 @@ static const struct option long_opts[] = {
 	{"seconds", required_argument, NULL, OPT_SECONDS},
 	{"zero", no_argument, NULL, OPT_ZERO},
 	{"warmup", required_argument, NULL, OPT_WARMUP},
+	{"skip", required_argument, NULL, OPT_SKIP},
 	{"rounds", required_argument, NULL, OPT_ROUNDS},
 	{"buf-size", required_argument, NULL, OPT_BUF_SIZE},
 	{"rx-bufs", required_argument, NULL, OPT_RX_BUFS},
@@ -968,6 +975,11 @@ int main(int argc, char **argv)
 				       &b.warmup))
 				return 2;
 			break;
+		case OPT_SKIP:
+			if (!parse_num("--skip", optarg, UINT64_MAX / 4,
+				       &b.skip))
+				return 2;
+			break;
 		case OPT_BYTES:
 		case OPT_GEN:
 		case OPT_CHECK:
@@ -1052,6 +1064,12 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc || b.mode == MODE_NONE) {
 		usage(stderr);
+		return 2;
+	}
+	if (b.skip && (b.mode != MODE_CHECK || b.skip >= b.bytes)) {
+		fputs("vportfs-bench: --skip is for --check, and less than "
+		      "its bytes\n",
+		      stderr);
 		return 2;
 	}
 

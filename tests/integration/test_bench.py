@@ -132,6 +132,53 @@ class BenchTable(BenchCase):
         self.check_rows(out, ["1-byte round trip, port file (med)",
                               "1-byte round trip, port file (p99)"])
 
+    def test_bench_perf_profiles_each_row_it_runs(self):
+        d = tempfile.mkdtemp(prefix="vportfs-test-perf-", dir="/var/tmp")
+        self.addCleanup(subprocess.run, ["rm", "-rf", d])
+        out, _ = run_bench("rtt", {"BENCH_RTT": "2000", "BENCH_PERF": d})
+        self.check_rows(out, ["1-byte round trip, port file (med)",
+                              "1-byte round trip, port file (p99)"])
+        head = "profile of row 'rtt' (%s/rtt.data)" % d
+        self.assertIn(head, out)
+        # At least one entry: the share, the process, the symbol.
+        after = out.split(head, 1)[1].splitlines()[1:]
+        self.assertRegex(after[0] if after else "",
+                         r"^\s+[0-9.]+%\s+(vportfs|vportfs-bench)\s")
+        self.assertTrue(os.path.getsize(os.path.join(d, "rtt.data")) > 0)
+
+
+class CheckSkip(unittest.TestCase):
+    """vportfs-bench --check --skip N: N bytes read and checked untimed
+    (the guest->host rows' warm-up)."""
+
+    def check(self, *args, data=b""):
+        return subprocess.run(
+            [os.path.join(BUILD, "vportfs-bench"), "--check", *args],
+            input=data, capture_output=True, timeout=60)
+
+    def test_skipped_bytes_are_not_timed(self):
+        p = self.check("3000000", "--zero", "--skip", "1000000",
+                       data=bytes(3000000))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        timed = int(re.search(rb"bytes=([0-9]+)", p.stdout).group(1))
+        # The clock starts at the read that reaches 1000000 bytes.
+        self.assertLessEqual(timed, 2000000)
+        self.assertGreater(timed, 2000000 - (1 << 20))
+
+    def test_skipped_bytes_are_checked(self):
+        data = bytearray(3000000)
+        data[10] = 1
+        p = self.check("3000000", "--zero", "--skip", "1000000",
+                       data=bytes(data))
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(b"mismatch at offset 10", p.stderr)
+
+    def test_skip_must_leave_bytes_to_time(self):
+        for args in (["10", "--skip", "10"], ["10", "--skip", "11"]):
+            p = self.check(*args)
+            self.assertEqual(p.returncode, 2, args)
+            self.assertIn(b"--skip", p.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
