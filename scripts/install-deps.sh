@@ -9,7 +9,7 @@ packages=(
 	libsystemd-dev systemd
 	attr user-mode-linux socat python3 util-linux procps kmod
 	clang libclang-rt-14-dev valgrind linux-perf
-	mandoc dpkg-dev apt
+	mandoc dpkg-dev apt strace
 )
 
 missing=()

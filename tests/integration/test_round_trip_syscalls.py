@@ -1,0 +1,117 @@
+"""The syscalls of a 1-byte round trip (issue 11, the round-trip row).
+
+The simulated guest (vportfs-bench --mode rtt) sends one byte on a port,
+vportfs-bench --echo sends it back through the port file; strace -c counts
+the daemon's and the guest's syscalls over every trip.  Counts, never
+times: what each side does per trip is the behaviour, the bench shows the
+speed.
+
+The guest used to read its call socketpair on until EAGAIN after each
+interrupt.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+
+from vpharness import BUILD, Daemon, wait_until  # noqa: E402
+
+BENCH = os.path.join(BUILD, "vportfs-bench")
+TRIPS = 500
+WARMUP = 100  # vportfs-bench's RTT_WARMUP: trips before the timed ones
+TEST_TIMEOUT = 120
+
+
+def strace_counts(path):
+    """{syscall: (calls, errors)} from a strace -c summary."""
+    counts = {}
+    with open(path) as f:
+        for line in f:
+            cols = line.split()
+            if len(cols) not in (5, 6) or not cols[-1].isidentifier():
+                continue
+            if not cols[3].isdigit() or cols[-1] == "total":
+                continue
+            errors = int(cols[4]) if len(cols) == 6 else 0
+            counts[cols[-1]] = (int(cols[3]), errors)
+    return counts
+
+
+@unittest.skipIf(shutil.which("strace") is None, "needs strace")
+class RoundTripSyscalls(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        signal.alarm(TEST_TIMEOUT)
+        cls.tmp = tempfile.mkdtemp(prefix="vportfs-test-rtt-", dir="/var/tmp")
+        cls.daemon_out = os.path.join(cls.tmp, "daemon.strace")
+        cls.guest_out = os.path.join(cls.tmp, "guest.strace")
+        cls.d = Daemon(("name=bench",))
+        try:
+            cls._run()
+        finally:
+            cls.d.cleanup()
+            signal.alarm(0)
+
+    @classmethod
+    def _run(cls):
+        cls.d.start()
+        port = cls.d.path("bench")
+        guest = subprocess.Popen(
+            ["strace", "-q", "-c", "-o", cls.guest_out, BENCH,
+             "--socket", cls.d.sock, "--port", "bench", "--mode", "rtt",
+             "--count", str(TRIPS)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        tracer = echo = None
+        try:
+            wait_until(lambda: os.getxattr(port, "user.vport.guest_connected")
+                       == b"1", 30, what="the guest to open the port")
+            # Attached once it says so: the trips must all be counted.
+            tracer = subprocess.Popen(
+                ["strace", "-c", "-o", cls.daemon_out,
+                 "-p", str(cls.d.proc.pid)],
+                stderr=subprocess.PIPE, text=True)
+            line = tracer.stderr.readline()
+            if "attached" not in line:
+                raise unittest.SkipTest("strace cannot attach: " + line)
+            echo = subprocess.Popen([BENCH, "--echo", port],
+                                    stderr=subprocess.DEVNULL)
+            out, err = guest.communicate(timeout=TEST_TIMEOUT)
+            if guest.returncode != 0:
+                raise AssertionError("rtt guest failed:\n" + out + err)
+            cls.guest_report = out
+            echo.wait(timeout=30)
+        finally:
+            for p in (echo, guest):
+                if p is not None and p.poll() is None:
+                    p.kill()
+                    p.wait()
+            if tracer is not None:
+                tracer.send_signal(signal.SIGINT)
+                tracer.wait(timeout=30)
+                tracer.stderr.close()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def trips(self):
+        self.assertIn("mode=rtt count=%d " % TRIPS, self.guest_report)
+        return TRIPS + WARMUP
+
+    def test_guest_reads_each_interrupt_once(self):
+        counts = strace_counts(self.guest_out)
+        trips = self.trips()
+        reads, failed = counts.get("read", (0, 0))
+        # Two interrupts a trip at most (the byte sent, the byte
+        # received), one read each; the handshake reads a few more.
+        self.assertLessEqual(reads, 2 * trips + 50, counts)
+        self.assertLessEqual(failed, trips // 10, counts)
+
+
+if __name__ == "__main__":
+    unittest.main()
