@@ -69,34 +69,37 @@ static const struct hub_observer_ops pfs_observer = {
 
 /* ---- the session on our loop ------------------------------------------- */
 
+/* One request per call.  The watch is level-triggered: if more requests
+ * wait, the loop calls us again at once, after its deferred calls (the
+ * used-ring interrupts this request caused) have gone out.  Reading on
+ * until EAGAIN cost one read(2) per wakeup that found nothing: most
+ * wakeups carry a single request (a reader's next read, a writer's next
+ * write).  It also keeps a flood of requests from starving the guest. */
 static void fuse_cb(struct vp_watch *w, int revents, void *opaque)
 {
 	struct pfs *fs = opaque;
+	int rc;
 
 	(void)w;
 	(void)revents;
-	/* Bounded, so a flood of requests cannot starve the guest. */
-	for (unsigned budget = 64; budget; budget--) {
-		int rc = fuse_session_receive_buf(fs->se, &fs->buf);
-
-		if (rc == -EAGAIN)
-			break;
-		if (rc == -EINTR)
-			continue;
-		if (rc < 0 && rc != -ENODEV && !fuse_session_exited(fs->se)) {
-			/* Transient (ENOMEM...): try again on the next wakeup. */
-			vp_warn_rl("reading /dev/fuse: %s", strerror(-rc));
-			break;
-		}
-		if (rc <= 0 || fuse_session_exited(fs->se)) {
-			vp_warn("mount %s went away", fs->cfg.mountpoint);
-			vp_watch_set(fs->loop, fs->watch, 0);
-			if (fs->cfg.on_unmounted)
-				fs->cfg.on_unmounted(fs->cfg.opaque);
-			return;
-		}
-		fuse_session_process_buf(fs->se, &fs->buf);
+	do
+		rc = fuse_session_receive_buf(fs->se, &fs->buf);
+	while (rc == -EINTR);
+	if (rc == -EAGAIN)
+		return;
+	if (rc < 0 && rc != -ENODEV && !fuse_session_exited(fs->se)) {
+		/* Transient (ENOMEM...): try again on the next wakeup. */
+		vp_warn_rl("reading /dev/fuse: %s", strerror(-rc));
+		return;
 	}
+	if (rc <= 0 || fuse_session_exited(fs->se)) {
+		vp_warn("mount %s went away", fs->cfg.mountpoint);
+		vp_watch_set(fs->loop, fs->watch, 0);
+		if (fs->cfg.on_unmounted)
+			fs->cfg.on_unmounted(fs->cfg.opaque);
+		return;
+	}
+	fuse_session_process_buf(fs->se, &fs->buf);
 }
 
 struct pfs *pfs_new(struct vp_loop *loop, struct hub *hub,

@@ -6,8 +6,10 @@ the daemon's and the guest's syscalls over every trip.  Counts, never
 times: what each side does per trip is the behaviour, the bench shows the
 speed.
 
-The guest used to read its call socketpair on until EAGAIN after each
-interrupt.
+Per trip the daemon reads three things: the TX queue's kick, the echo's
+FUSE write and its next FUSE read.  It used to read /dev/fuse on after
+each request until EAGAIN (one failing read per wakeup); the guest read
+its call socketpair on until EAGAIN after each interrupt.
 """
 import os
 import shutil
@@ -102,6 +104,15 @@ class RoundTripSyscalls(unittest.TestCase):
     def trips(self):
         self.assertIn("mode=rtt count=%d " % TRIPS, self.guest_report)
         return TRIPS + WARMUP
+
+    def test_daemon_reads_each_fuse_request_and_kick_once(self):
+        counts = strace_counts(self.daemon_out)
+        trips = self.trips()
+        reads, failed = counts.get("read", (0, 0))
+        # A kick and two FUSE requests a trip, and the echo's open
+        # (a few requests) on top.
+        self.assertLessEqual(reads, 3 * trips + 20, counts)
+        self.assertLessEqual(failed, trips // 10, counts)
 
     def test_guest_reads_each_interrupt_once(self):
         counts = strace_counts(self.guest_out)
