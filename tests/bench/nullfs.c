@@ -12,7 +12,7 @@
  * is the daemon's own work.  Same init (max_read/max_write 1 MiB, no
  * splice, atomic O_TRUNC), same mount options, the same open reply sent by
  * hand (STREAM | DIRECT_IO | NONSEEKABLE | NOFLUSH), the same
- * single-threaded, non-blocking /dev/fuse fd drained 64 requests per
+ * single-threaded, non-blocking /dev/fuse fd read one request per
  * wakeup.  Not part of the product: a bench tool.
  */
 #define FUSE_USE_VERSION 312
@@ -192,21 +192,20 @@ static const struct fuse_lowlevel_ops null_ops = {
 	.flush = op_flush,
 };
 
-/* src/fs/portfs.c's fuse_cb on a poll loop: at most 64 requests per
- * wakeup.  Returns false once the session is over. */
+/* src/fs/portfs.c's fuse_cb on a poll loop: one request per wakeup (the
+ * poll is level-triggered).  Returns false once the session is over. */
 static bool serve(struct fuse_session *se, struct fuse_buf *buf)
 {
-	for (unsigned budget = 64; budget; budget--) {
-		int rc = fuse_session_receive_buf(se, buf);
+	int rc;
 
-		if (rc == -EAGAIN)
-			return true;
-		if (rc == -EINTR)
-			continue;
-		if (rc <= 0 || fuse_session_exited(se))
-			return false;
-		fuse_session_process_buf(se, buf);
-	}
+	do
+		rc = fuse_session_receive_buf(se, buf);
+	while (rc == -EINTR);
+	if (rc == -EAGAIN)
+		return true;
+	if (rc <= 0 || fuse_session_exited(se))
+		return false;
+	fuse_session_process_buf(se, buf);
 	return true;
 }
 
