@@ -72,8 +72,14 @@ static struct vp_watch *watch_new(struct vp_loop *loop, int fd, int events,
 	return w;
 }
 
+/* A watch set to what it already is changes nothing: restarting the
+ * ev_io would make libev call epoll_ctl again on the next turn, and
+ * callers (a chardev after each read that found EAGAIN) ask often. */
 static void watch_set(struct vp_watch *w, int events)
 {
+	if (to_ev(events) == (w->io.events & (EV_READ | EV_WRITE)) &&
+	    (ev_is_active(&w->io) != 0) == (events != 0))
+		return;
 	ev_io_stop(w->l->ev, &w->io);
 	ev_io_set(&w->io, w->io.fd, to_ev(events));
 	if (events)

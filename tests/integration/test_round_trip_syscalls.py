@@ -10,18 +10,25 @@ Per trip the daemon reads three things: the TX queue's kick, the echo's
 FUSE write and its next FUSE read.  It used to read /dev/fuse on after
 each request until EAGAIN (one failing read per wakeup); the guest read
 its call socketpair on until EAGAIN after each interrupt.
+
+The same through a socket chardev: the daemon's loop used to restart the
+peer's read watch (one epoll_ctl) after every read that found EAGAIN,
+though the watch was on already.
 """
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+sys.path.insert(0, os.path.dirname(__file__))
 
-from vpharness import BUILD, Daemon, wait_until  # noqa: E402
+from vpharness import BUILD, VPORTFS_SIM, Daemon, wait_until  # noqa: E402
+from simctl import Sim  # noqa: E402
 
 BENCH = os.path.join(BUILD, "vportfs-bench")
 TRIPS = 500
@@ -122,6 +129,65 @@ class RoundTripSyscalls(unittest.TestCase):
         # received), one read each; the handshake reads a few more.
         self.assertLessEqual(reads, 2 * trips + 50, counts)
         self.assertLessEqual(failed, trips // 10, counts)
+
+
+def attach_strace(pid, out):
+    """strace -c on pid, once it says it is attached."""
+    tracer = subprocess.Popen(["strace", "-c", "-o", out, "-p", str(pid)],
+                              stderr=subprocess.PIPE, text=True)
+    line = tracer.stderr.readline()
+    if "attached" not in line:
+        tracer.kill()
+        tracer.wait()
+        tracer.stderr.close()
+        raise unittest.SkipTest("strace cannot attach: " + line)
+    return tracer
+
+
+def detach_strace(tracer):
+    tracer.send_signal(signal.SIGINT)
+    tracer.wait(timeout=30)
+    tracer.stderr.close()
+
+
+@unittest.skipIf(shutil.which("strace") is None, "needs strace")
+class ChardevRoundTripSyscalls(unittest.TestCase):
+    """1 byte from a socket chardev's peer to the guest and 1 back, N
+    times: the watches stay as they are, no epoll_ctl per trip."""
+
+    def setUp(self):
+        signal.alarm(TEST_TIMEOUT)
+        self.addCleanup(signal.alarm, 0)
+        self.tmp = tempfile.mkdtemp(prefix="vportfs-test-chr-", dir="/var/tmp")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.csock = os.path.join(self.tmp, "chr.sock")
+        self.d = Daemon(("name=data,chardev=c",), [
+            "--chardev", "socket,id=c,path=%s,server=on,wait=off" % self.csock])
+        self.addCleanup(self.d.cleanup)
+        self.d.start()
+        self.sim = Sim(VPORTFS_SIM, self.d.sock)
+        self.addCleanup(self.sim.close)
+
+    def test_no_epoll_ctl_per_trip(self):
+        nr = self.sim.wait_port("data")
+        self.sim.open(nr)
+        peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(peer.close)
+        peer.connect(self.csock)
+        self.sim.wait_host(nr, True)
+        out = os.path.join(self.tmp, "daemon.strace")
+        tracer = attach_strace(self.d.proc.pid, out)
+        try:
+            for i in range(TRIPS // 5):
+                b = bytes([i % 251])
+                peer.sendall(b)
+                self.assertEqual(self.sim.readn(nr, 1), b)
+                self.sim.write_all(nr, b)
+                self.assertEqual(peer.recv(1), b)
+        finally:
+            detach_strace(tracer)
+        counts = strace_counts(out)
+        self.assertLessEqual(counts.get("epoll_ctl", (0, 0))[0], 4, counts)
 
 
 if __name__ == "__main__":
