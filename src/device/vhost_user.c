@@ -268,6 +268,10 @@ static int queue_maybe_start(struct vu *vu, unsigned q)
 	vp_watch_set(vu->loop, vq->kick_watch, VP_EV_READ);
 	vq->started = true;
 	vp_debug("queue %u started (num %u, base %u)", q, vq->num, vq->base);
+	/* An interrupt owed when the ring stopped (a pause inside a lazy
+	 * notification's delay, say) goes now. */
+	if (vq->notify_pending)
+		vu_queue_notify(vu, q);
 	/* Buffers may already be waiting: the guest kicked before we
 	 * listened, or a restarted ring resumes. */
 	vu->ops->queue_kick(vu->opaque, q);
@@ -339,11 +343,12 @@ static void notify_flush(void *opaque)
 		struct vu_queue *vq = &vu->queues[q];
 
 		report_broken(vq);
-		if (!vq->notify_pending)
+		/* A stopped ring keeps what it owes the guest until it starts
+		 * again (queue_start): the used entries are in its ring. */
+		if (!vq->notify_pending || !vq->started)
 			continue;
 		vq->notify_pending = false;
-		if (vq->call_fd < 0 || !vq->started ||
-		    !vq_should_notify(&vq->vq))
+		if (vq->call_fd < 0 || !vq_should_notify(&vq->vq))
 			continue;
 		/* UML's call fd is a socketpair end: exactly 8 bytes.  A full
 		 * pipe means an interrupt is already pending: fine. */

@@ -1414,6 +1414,24 @@ static void test_moderated_notify_counts_descriptors_not_chains(void **state)
 	assert_true(call_sent(f));
 }
 
+static void test_interrupt_owed_over_a_ring_pause_is_sent_on_restart(
+	void **state)
+{
+	struct fx *f = *state;
+
+	start_queue(f, 0, 0);
+	vu_queue_notify_moderated(f->vu, 0, post_pop_push(f, QNUM / 2, 1, 2));
+	/* The ring pauses inside the delay: nothing can go while it is
+	 * stopped, and nothing is forgotten either. */
+	assert_int_equal(set_state(f, VU_REQ_SET_VRING_ENABLE, 0, 0), 0);
+	fake_loop_fire_timers(f->fl);
+	fake_loop_run_deferred(f->fl);
+	assert_false(call_sent(f));
+	assert_int_equal(set_state(f, VU_REQ_SET_VRING_ENABLE, 0, 1), 0);
+	fake_loop_run_deferred(f->fl);
+	assert_true(call_sent(f));
+}
+
 static void test_moderated_notify_without_pushes_sends_nothing(void **state)
 {
 	struct fx *f = *state;
@@ -2863,6 +2881,7 @@ int main(void)
 		T(test_moderated_notify_is_at_once_when_the_ring_was_full),
 		T(test_moderated_notify_counts_descriptors_not_chains),
 		T(test_moderated_notify_without_pushes_sends_nothing),
+		T(test_interrupt_owed_over_a_ring_pause_is_sent_on_restart),
 		T(test_queue_notify_respects_no_interrupt),
 		T(test_queue_notify_on_stopped_queue_writes_nothing),
 		T(test_set_backend_req_fd_is_accepted),
