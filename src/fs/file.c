@@ -138,10 +138,11 @@ static bool try_read(struct pfs_file *f, fuse_req_t req, size_t size,
  * Answer a write once it is complete.  Like a pipe, a blocking write
  * returns when every byte was accepted (it waits only while the port's
  * bounded buffer is full); a non-blocking one takes what fits now.  *done
- * counts the bytes accepted so far across retries.
+ * counts the request's bytes accepted so far across retries; `data` holds
+ * its bytes from `skip` on.
  */
 static bool try_write(struct pfs_file *f, fuse_req_t req, const char *data,
-		      size_t size, int flags, size_t *done)
+		      size_t skip, size_t size, int flags, size_t *done)
 {
 	ssize_t n;
 
@@ -149,7 +150,7 @@ static bool try_write(struct pfs_file *f, fuse_req_t req, const char *data,
 		fuse_reply_err(req, ENODEV);
 		return true;
 	}
-	n = hub_ep_write(f->ep, data + *done, size - *done);
+	n = hub_ep_write(f->ep, data + (*done - skip), size - *done);
 	if (n > 0)
 		*done += (size_t)n;
 	if (*done == size || (*done > 0 && (nonblocking(flags) ||
@@ -213,8 +214,8 @@ static void serve_file(struct pfs_file *f)
 		} else if (pk->kind == PARK_READ) {
 			done = try_read(f, pk->req, pk->size, pk->off, 0);
 		} else if (pk->kind == PARK_WRITE) {
-			done = try_write(f, pk->req, pk->data, pk->size, 0,
-					 &pk->done);
+			done = try_write(f, pk->req, pk->data, pk->skip,
+					 pk->size, 0, &pk->done);
 		} else {
 			done = try_fsync(f, pk->req, pk->mark);
 		}
@@ -281,10 +282,12 @@ static void park(struct pfs_file *f, fuse_req_t req, enum park_kind kind,
 	if (!pk)
 		goto err_nomem;
 	if (data) {
-		pk->data = malloc(size);
+		/* Only what was not accepted yet: arg bytes were. */
+		pk->data = malloc(size - arg);
 		if (!pk->data)
 			goto err_free;
-		memcpy(pk->data, data, size);
+		memcpy(pk->data, data + arg, size - arg);
+		pk->skip = arg;
 	}
 	pk->req = req;
 	pk->kind = kind;
@@ -466,7 +469,7 @@ void pfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		fuse_reply_write(req, 0);
 		return;
 	}
-	if (!try_write(f, req, buf, size, fi->flags, &done))
+	if (!try_write(f, req, buf, 0, size, fi->flags, &done))
 		park(f, req, PARK_WRITE, size, 0, buf, done);
 }
 

@@ -36,8 +36,12 @@ struct parked {
 	enum park_kind kind;
 	size_t size;
 	off_t off;
-	char *data;  /* PARK_WRITE: a copy of the caller's bytes */
-	size_t done; /* PARK_WRITE: bytes of data already accepted */
+	/* PARK_WRITE: a copy of the request's bytes from `skip` on (those
+	 * not accepted when it was parked), and how many of the request's
+	 * bytes were accepted so far. */
+	char *data;
+	size_t skip;
+	size_t done;
 	uint64_t mark; /* PARK_FSYNC: what hub_ep_sync compares with */
 	bool interrupted;
 };
