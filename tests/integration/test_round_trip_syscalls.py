@@ -36,6 +36,13 @@ WARMUP = 100  # vportfs-bench's RTT_WARMUP: trips before the timed ones
 TEST_TIMEOUT = 120
 
 
+def need_strace():
+    """A machine without strace fails here, loudly: install-deps.sh
+    installs it."""
+    if shutil.which("strace") is None:
+        raise AssertionError("strace is missing: run scripts/install-deps.sh")
+
+
 def untraceable_leak_check_off():
     """The environment for a program run under strace: LeakSanitizer
     (sanitize suite) cannot work under ptrace and fails the exit."""
@@ -60,10 +67,10 @@ def strace_counts(path):
     return counts
 
 
-@unittest.skipIf(shutil.which("strace") is None, "needs strace")
 class RoundTripSyscalls(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        need_strace()
         signal.alarm(TEST_TIMEOUT)
         cls.tmp = tempfile.mkdtemp(prefix="vportfs-test-rtt-", dir="/var/tmp")
         cls.daemon_out = os.path.join(cls.tmp, "daemon.strace")
@@ -96,7 +103,7 @@ class RoundTripSyscalls(unittest.TestCase):
                 stderr=subprocess.PIPE, text=True)
             line = tracer.stderr.readline()
             if "attached" not in line:
-                raise unittest.SkipTest("strace cannot attach: " + line)
+                raise AssertionError("strace cannot attach: " + line)
             echo = subprocess.Popen([BENCH, "--echo", port],
                                     stderr=subprocess.DEVNULL)
             out, err = guest.communicate(timeout=TEST_TIMEOUT)
@@ -150,7 +157,7 @@ def attach_strace(pid, out):
         tracer.kill()
         tracer.wait()
         tracer.stderr.close()
-        raise unittest.SkipTest("strace cannot attach: " + line)
+        raise AssertionError("strace cannot attach: " + line)
     return tracer
 
 
@@ -160,12 +167,12 @@ def detach_strace(tracer):
     tracer.stderr.close()
 
 
-@unittest.skipIf(shutil.which("strace") is None, "needs strace")
 class ChardevRoundTripSyscalls(unittest.TestCase):
     """1 byte from a socket chardev's peer to the guest and 1 back, N
     times: the watches stay as they are, no epoll_ctl per trip."""
 
     def setUp(self):
+        need_strace()
         signal.alarm(TEST_TIMEOUT)
         self.addCleanup(signal.alarm, 0)
         self.tmp = tempfile.mkdtemp(prefix="vportfs-test-chr-", dir="/var/tmp")
