@@ -259,6 +259,12 @@ bool hub_ep_eof(const struct hub_ep *ep);
  * -ENOMEM.
  */
 ssize_t hub_ep_write(struct hub_ep *ep, const void *buf, size_t len);
+/* hub_ep_write in two steps, with the rules of vser_port_write_reserve
+ * and vser_port_write_commit: the reserve returns what hub_ep_write
+ * would, and a count n > 0 must be committed, from the bytes hub_ep_write
+ * would have been given, before control returns to the event loop. */
+ssize_t hub_ep_write_reserve(struct hub_ep *ep, size_t len);
+void hub_ep_write_commit(struct hub_ep *ep, const void *buf, size_t n);
 /* Would hub_ep_write accept a byte now? */
 bool hub_ep_writable(const struct hub_ep *ep);
 

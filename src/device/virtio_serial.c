@@ -13,6 +13,7 @@
  * passed them.  Everything the guest writes into a control message or a
  * queue is checked; a bad message is dropped and logged, never trusted.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,12 @@ struct vser_port {
 	/* Host -> guest. */
 	struct vp_buf out;
 	uint64_t out_discards; /* times accepted bytes were thrown away */
+	/* Between vser_port_write_reserve and its commit: the RX chains
+	 * popped for the write, in ring order, and the bytes they and `out`
+	 * will take.  Empty at any other time. */
+	struct vq_elem_list rx_held;
+	unsigned rx_returned; /* malformed chains met meanwhile, returned */
+	size_t rsv_rx, rsv_out;
 
 	struct vser_port_stats st;
 };
@@ -947,17 +954,17 @@ static size_t elem_fill_segments(const struct vq_elem *e, const struct iovec *sr
 }
 
 /*
- * Copy src[] into the guest's posted receive buffers, one used entry per
- * buffer; returns the bytes placed.  When the ring runs dry with bytes
- * left, ask for a kick and look once more: with EVENT_IDX a guest that
- * posted a buffer just before we published avail_event will not kick.
+ * Pop the guest's posted receive buffers until they hold `want` bytes, into
+ * port->rx_held; returns the bytes they will take (at most want).  When
+ * the ring runs dry first, ask for a kick and look once more: with
+ * EVENT_IDX a guest that posted a buffer just before we published
+ * avail_event will not kick.
  */
-static size_t rx_fill(struct vser_port *port, const struct iovec *src, int nsrc)
+static size_t rx_take(struct vser_port *port, size_t want)
 {
 	struct vser *dev = port->dev;
-	unsigned q = vser_port_rxq(port->nr);
-	struct vq *vq = started_queue(dev, q);
-	size_t total = 0, done = 0;
+	struct vq *vq = started_queue(dev, vser_port_rxq(port->nr));
+	size_t room = 0;
 	unsigned budget;
 	uint16_t before;
 
@@ -965,11 +972,8 @@ static size_t rx_fill(struct vser_port *port, const struct iovec *src, int nsrc)
 		return 0;
 	before = vq->used_idx;
 	budget = vq->num;
-	for (int i = 0; i < nsrc; i++)
-		total += src[i].iov_len;
-	while (done < total && budget) {
+	while (room < want && budget) {
 		struct vq_elem *e;
-		size_t n;
 		int rc = vq_pop(vq, vu_mem(dev->vu), &e);
 
 		if (rc == -EAGAIN)
@@ -983,19 +987,67 @@ static size_t rx_fill(struct vser_port *port, const struct iovec *src, int nsrc)
 				break;
 			continue;
 		}
-		/* An empty receive buffer cannot take a byte: malformed. */
-		n = wrong_direction(e, false) || e->in_len == 0
-			    ? 0
-			    : elem_fill_segments(e, src, nsrc, done);
+		/* An empty receive buffer cannot take a byte: malformed,
+		 * returned unused. */
+		if (wrong_direction(e, false) || e->in_len == 0) {
+			vq_push(vq, e->head, 0);
+			free(e);
+			continue;
+		}
+		TAILQ_INSERT_TAIL(&port->rx_held, e, link);
+		room += e->in_len;
+	}
+	if (!budget && room < want)
+		port_schedule(port); /* more buffers may be waiting */
+	/* Returned here, or by vq_pop (a chain it could not map). */
+	port->rx_returned += (uint16_t)(vq->used_idx - before);
+	return room < want ? room : want;
+}
+
+/*
+ * Copy src[] into the chains rx_take held, one used entry per buffer, and
+ * interrupt the guest; returns the bytes placed.  src holds exactly what
+ * rx_take returned, so every chain gets at least one byte: a used receive
+ * buffer of length 0 would read as end of file in the guest.
+ */
+static size_t rx_give(struct vser_port *port, const struct iovec *src,
+		      int nsrc)
+{
+	struct vser *dev = port->dev;
+	unsigned q = vser_port_rxq(port->nr);
+	struct vq *vq = started_queue(dev, q);
+	struct vq_elem *e;
+	unsigned used = port->rx_returned;
+	size_t done = 0;
+
+	port->rx_returned = 0;
+	if (!vq)
+		return 0;
+	while ((e = TAILQ_FIRST(&port->rx_held))) {
+		size_t n = elem_fill_segments(e, src, nsrc, done);
+
+		TAILQ_REMOVE(&port->rx_held, e, link);
 		vq_push(vq, e->head, (uint32_t)n);
 		free(e);
 		done += n;
+		used++;
 	}
-	notify_if_used(dev, q, vq, before);
-	if (!budget && done < total)
-		port_schedule(port); /* more buffers may be waiting */
+	if (used)
+		vu_queue_notify(dev->vu, q);
 	port->st.tx_bytes += done;
 	return done;
+}
+
+/* Copy src[] into the guest's posted receive buffers; returns the bytes
+ * placed. */
+static size_t rx_fill(struct vser_port *port, const struct iovec *src, int nsrc)
+{
+	size_t total = 0;
+
+	for (int i = 0; i < nsrc; i++)
+		total += src[i].iov_len;
+	rx_take(port, total);
+	return rx_give(port, src, nsrc);
 }
 
 /* Move buffered host bytes into guest RX buffers; true if any moved. */
@@ -1023,9 +1075,9 @@ size_t vser_port_write_pending(const struct vser_port *port)
 	return vp_buf_len(&port->out);
 }
 
-ssize_t vser_port_write(struct vser_port *port, const void *buf, size_t len)
+ssize_t vser_port_write_reserve(struct vser_port *port, size_t len)
 {
-	size_t n;
+	size_t rx = 0, out;
 
 	if (!vser_port_writable(port))
 		return -EAGAIN;
@@ -1034,16 +1086,35 @@ ssize_t vser_port_write(struct vser_port *port, const void *buf, size_t len)
 	/* Older bytes first; then straight into guest buffers (no copy
 	 * into ours), and only the rest is buffered. */
 	port_flush_out(port);
-	n = 0;
-	if (vp_buf_len(&port->out) == 0) {
-		struct iovec iov = { (void *)buf, len };
+	if (vp_buf_len(&port->out) == 0)
+		rx = rx_take(port, len);
+	out = len - rx < vp_buf_room(&port->out) ? len - rx
+						  : vp_buf_room(&port->out);
+	port->rsv_rx = rx;
+	port->rsv_out = out;
+	/* Nothing taken also means no chain popped: rx_take runs only with
+	 * our buffer empty, when it has room for len > 0. */
+	return rx + out ? (ssize_t)(rx + out) : -EAGAIN;
+}
 
-		n = rx_fill(port, &iov, 1);
-	}
-	n += vp_buf_put(&port->out, (const char *)buf + n, len - n);
-	if (n == 0)
-		return -EAGAIN;
-	return (ssize_t)n;
+void vser_port_write_commit(struct vser_port *port, const void *buf, size_t n)
+{
+	struct iovec iov = { (void *)buf, port->rsv_rx };
+
+	assert(n == port->rsv_rx + port->rsv_out);
+	(void)n;
+	rx_give(port, &iov, 1);
+	vp_buf_put(&port->out, (const char *)buf + port->rsv_rx, port->rsv_out);
+	port->rsv_rx = port->rsv_out = 0;
+}
+
+ssize_t vser_port_write(struct vser_port *port, const void *buf, size_t len)
+{
+	ssize_t n = vser_port_write_reserve(port, len);
+
+	if (n > 0)
+		vser_port_write_commit(port, buf, (size_t)n);
+	return n;
 }
 
 /* ---- ports -------------------------------------------------------------- */
@@ -1148,6 +1219,7 @@ int vser_port_add(struct vser *dev, const struct vser_port_config *pc,
 	port->console = pc->console;
 	memcpy(port->name, name, strlen(name) + 1);
 	TAILQ_INIT(&port->readers);
+	TAILQ_INIT(&port->rx_held);
 	dev->ports[nr] = port;
 	if (dev->driver_ready) {
 		/* Hot-plug.  Whatever waits on the TX queue was written to
@@ -1181,6 +1253,7 @@ static void port_free(struct vser_port *port)
 		TAILQ_REMOVE(&port->readers, r, link);
 		free(r);
 	}
+	assert(TAILQ_EMPTY(&port->rx_held)); /* a reserve is always committed */
 	vp_buf_destroy(&port->ring);
 	vp_buf_destroy(&port->out);
 	free(port);

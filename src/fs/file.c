@@ -20,6 +20,9 @@
 #define PEEK_IOV 2
 /* Each .events reader has a queue of its own: cap how many there are. */
 #define MAX_EVENT_READERS 64
+/* A write that completes with at least this many bytes is answered before
+ * they are copied into guest buffers (try_write). */
+#define REPLY_BEFORE_COPY_MIN (64u << 10)
 
 /* The kernel's open flags for a stream; libfuse has no field for STREAM, so
  * FUSE_OPEN is answered with this struct by hand (same bytes as
@@ -144,22 +147,35 @@ static bool try_read(struct pfs_file *f, fuse_req_t req, size_t size,
 static bool try_write(struct pfs_file *f, fuse_req_t req, const char *data,
 		      size_t skip, size_t size, int flags, size_t *done)
 {
+	const char *src = data + (*done - skip);
 	ssize_t n;
 
 	if (file_gone(f)) {
 		fuse_reply_err(req, ENODEV);
 		return true;
 	}
-	n = hub_ep_write(f->ep, data + (*done - skip), size - *done);
-	if (n > 0)
+	n = hub_ep_write_reserve(f->ep, size - *done);
+	if (n > 0) {
+		bool complete = *done + (size_t)n == size || nonblocking(flags);
+		/* The writer learns its count before a large copy and
+		 * prepares its next write meanwhile; a small write costs less
+		 * to copy than the reply, so the guest hears of it first. */
+		bool reply_first = complete && (size_t)n >= REPLY_BEFORE_COPY_MIN;
+
 		*done += (size_t)n;
-	if (*done == size || (*done > 0 && (nonblocking(flags) ||
-					    n == -EPIPE))) {
+		if (reply_first)
+			fuse_reply_write(req, *done);
+		hub_ep_write_commit(f->ep, src, (size_t)n);
+		if (complete && !reply_first)
+			fuse_reply_write(req, *done);
+		return complete;
+	}
+	if (*done > 0 && n == -EPIPE) {
 		/* Bytes accepted before a hang-up are reported first. */
 		fuse_reply_write(req, *done);
 		return true;
 	}
-	if (n < 0 && n != -EAGAIN) {
+	if (n != -EAGAIN) {
 		fuse_reply_err(req, (int)-n);
 		return true;
 	}

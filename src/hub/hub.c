@@ -860,7 +860,7 @@ bool hub_ep_eof(const struct hub_ep *ep)
 	return !vser_port_is_console(p) && !vser_port_guest_connected(p);
 }
 
-ssize_t hub_ep_write(struct hub_ep *ep, const void *buf, size_t len)
+ssize_t hub_ep_write_reserve(struct hub_ep *ep, size_t len)
 {
 	if (hub_ep_gone(ep))
 		return -ENODEV;
@@ -870,7 +870,21 @@ ssize_t hub_ep_write(struct hub_ep *ep, const void *buf, size_t len)
 		return -EPIPE;
 	if (!hub_ep_is_source(ep) || (ep_in_sessions(ep) && !ep_live(ep)))
 		return -EAGAIN;
-	return vser_port_write(ep->hp->port, buf, len);
+	return vser_port_write_reserve(ep->hp->port, len);
+}
+
+void hub_ep_write_commit(struct hub_ep *ep, const void *buf, size_t n)
+{
+	vser_port_write_commit(ep->hp->port, buf, n);
+}
+
+ssize_t hub_ep_write(struct hub_ep *ep, const void *buf, size_t len)
+{
+	ssize_t n = hub_ep_write_reserve(ep, len);
+
+	if (n > 0)
+		hub_ep_write_commit(ep, buf, (size_t)n);
+	return n;
 }
 
 bool hub_ep_writable(const struct hub_ep *ep)

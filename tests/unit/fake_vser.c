@@ -718,15 +718,28 @@ void vser_reader_seen(struct vser_reader *r)
 		port->offered = end;
 }
 
-ssize_t vser_port_write(struct vser_port *port, const void *buf, size_t len)
+ssize_t vser_port_write_reserve(struct vser_port *port, size_t len)
 {
-	size_t n;
+	size_t n = len < vp_buf_room(&port->out) ? len : vp_buf_room(&port->out);
 
 	check_not_in_event(port->dev, __func__);
-	if (!port->guest_connected)
+	if (!port->guest_connected || n == 0)
 		return -EAGAIN;
-	n = vp_buf_put(&port->out, buf, len);
-	return n ? (ssize_t)n : -EAGAIN;
+	return (ssize_t)n;
+}
+
+void vser_port_write_commit(struct vser_port *port, const void *buf, size_t n)
+{
+	assert_int_equal(vp_buf_put(&port->out, buf, n), n);
+}
+
+ssize_t vser_port_write(struct vser_port *port, const void *buf, size_t len)
+{
+	ssize_t n = vser_port_write_reserve(port, len);
+
+	if (n > 0)
+		vser_port_write_commit(port, buf, (size_t)n);
+	return n;
 }
 
 bool vser_port_writable(const struct vser_port *port)
