@@ -37,9 +37,6 @@ struct chr {
 	int in_fd, out_fd;
 	struct vp_watch *in_w, *out_w;
 	bool in_eof; /* the peer's input ended; output goes on */
-	/* The read watch is on because the peer had nothing more: the loop
-	 * says when it has, so feed_in does not read only to find EAGAIN. */
-	bool in_armed;
 	/* Input read from the peer the guest has not taken yet. */
 	char *ibuf;
 	size_t ioff, ilen;
@@ -129,7 +126,6 @@ static void watch_out(struct chr *chr, bool on)
 
 static void watch_in(struct chr *chr, bool on)
 {
-	chr->in_armed = on;
 	if (chr->in_w)
 		vp_watch_set(chr->set->loop, chr->in_w, on ? VP_EV_READ : 0);
 }
@@ -259,7 +255,6 @@ static void feed_in(struct chr *chr)
 	if (!chr->up || chr->in_fd < 0)
 		return;
 	while (moved < CHR_BUDGET) {
-		size_t room;
 		ssize_t n;
 
 		if (chr->ilen && !guest_full && chr->ep &&
@@ -279,7 +274,7 @@ static void feed_in(struct chr *chr)
 				input_drained(chr);
 			continue;
 		}
-		if (chr->in_eof || chr->in_armed)
+		if (chr->in_eof)
 			return;
 		if (chr->ioff) {
 			memmove(chr->ibuf, chr->ibuf + chr->ioff, chr->ilen);
@@ -289,8 +284,8 @@ static void feed_in(struct chr *chr)
 			watch_in(chr, false);
 			return;
 		}
-		room = CHR_IN_BUF - chr->ilen;
-		n = read(chr->in_fd, chr->ibuf + chr->ilen, room);
+		n = read(chr->in_fd, chr->ibuf + chr->ilen,
+			 CHR_IN_BUF - chr->ilen);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN) {
@@ -305,9 +300,6 @@ static void feed_in(struct chr *chr)
 			input_ended(chr);
 			return;
 		}
-		/* A short read took all the peer had. */
-		if ((size_t)n < room)
-			watch_in(chr, true);
 		moved += (size_t)n;
 		chr->ilen += chr->be->filter_in
 				     ? chr->be->filter_in(
@@ -379,12 +371,9 @@ static void sync_ep(struct chr *chr)
 
 static void in_cb(struct vp_watch *w, int revents, void *opaque)
 {
-	struct chr *chr = opaque;
-
 	(void)w;
 	(void)revents;
-	chr->in_armed = false; /* the peer has something (or hung up) */
-	feed_in(chr);
+	feed_in(opaque);
 }
 
 static void out_cb(struct vp_watch *w, int revents, void *opaque)
@@ -412,7 +401,6 @@ void chr_peer_up(struct chr *chr, int in_fd, int out_fd, unsigned flags)
 	chr->in_fd = in_fd;
 	chr->out_fd = out_fd;
 	chr->in_eof = false;
-	chr->in_armed = false;
 	chr->ilen = 0;
 	if (in_fd >= 0) {
 		set_nonblock(in_fd);

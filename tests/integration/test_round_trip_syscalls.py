@@ -13,8 +13,7 @@ its call socketpair on until EAGAIN after each interrupt.
 
 The same through a socket chardev: the daemon's loop used to restart the
 peer's read watch (one epoll_ctl) after every read that found EAGAIN,
-though the watch was on already; and it read the peer on after a short
-read, to find EAGAIN.
+though the watch was on already.
 """
 import os
 import shutil
@@ -206,10 +205,6 @@ class ChardevRoundTripSyscalls(unittest.TestCase):
             detach_strace(tracer)
         counts = strace_counts(out)
         self.assertLessEqual(counts.get("epoll_ctl", (0, 0))[0], 4, counts)
-        # One read of the peer per byte it sent: a short read took all
-        # it had, so no read after it only to find EAGAIN.
-        reads, failed = counts.get("read", (0, 0))
-        self.assertLessEqual(failed, TRIPS // 50, counts)
 
 
 if __name__ == "__main__":
