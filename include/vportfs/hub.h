@@ -259,12 +259,15 @@ bool hub_ep_eof(const struct hub_ep *ep);
  * -ENOMEM.
  */
 ssize_t hub_ep_write(struct hub_ep *ep, const void *buf, size_t len);
-/* hub_ep_write in two steps, with the rules of vser_port_write_reserve
- * and vser_port_write_commit: the reserve returns what hub_ep_write
- * would, and a count n > 0 must be committed, from the bytes hub_ep_write
- * would have been given, before control returns to the event loop. */
+/*
+ * hub_ep_write in two steps (include/vportfs/vser.h,
+ * vser_port_write_reserve): the reserve returns what hub_ep_write would,
+ * and may already move older bytes into the guest; a count > 0 must then
+ * be committed, with the bytes hub_ep_write would have been given (that
+ * many are read from buf), before control returns to the event loop.
+ */
 ssize_t hub_ep_write_reserve(struct hub_ep *ep, size_t len);
-void hub_ep_write_commit(struct hub_ep *ep, const void *buf, size_t n);
+void hub_ep_write_commit(struct hub_ep *ep, const void *buf);
 /* Would hub_ep_write accept a byte now? */
 bool hub_ep_writable(const struct hub_ep *ep);
 

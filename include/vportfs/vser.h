@@ -220,16 +220,18 @@ ssize_t vser_port_write(struct vser_port *port, const void *buf, size_t len);
  * The same write in two steps, so that the caller can answer its own
  * writer between them: a FUSE write is replied to before its bytes are
  * copied, and the writer prepares its next write while the copy runs.
- * vser_port_write_reserve takes the guest's posted RX buffers and room in
- * our buffer for up to len bytes and returns how many bytes the port
- * accepts (errors as vser_port_write).  vser_port_write_commit then
- * copies exactly that count n from buf, which must stay valid until it
- * returns.  Nothing else may use the device in between: the commit
- * follows before control returns to the event loop.  After a reserve
- * that returned an error, no commit.
+ * vser_port_write_reserve moves older buffered bytes on first (which may
+ * interrupt the guest), then pops the guest's posted RX buffers and takes
+ * room in our buffer for up to len bytes; it returns how many bytes the
+ * port accepts, > 0, or the errors of vser_port_write.
+ * vser_port_write_commit then copies exactly that many bytes from buf
+ * (borrowed for the call) and hands the buffers to the guest.  A reserve
+ * that returned > 0 must be committed, and nothing else may use the
+ * device in between: the commit follows before control returns to the
+ * event loop (the popped buffers are held by the port until then).
  */
 ssize_t vser_port_write_reserve(struct vser_port *port, size_t len);
-void vser_port_write_commit(struct vser_port *port, const void *buf, size_t n);
+void vser_port_write_commit(struct vser_port *port, const void *buf);
 /* Would a write of at least one byte be accepted now? */
 bool vser_port_writable(const struct vser_port *port);
 /* Bytes accepted by vser_port_write not yet in guest buffers (they wait

@@ -13,7 +13,6 @@
  * passed them.  Everything the guest writes into a control message or a
  * queue is checked; a bad message is dropped and logged, never trusted.
  */
-#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,8 +86,9 @@ struct vser_port {
 	 * popped for the write, in ring order, and the bytes they and `out`
 	 * will take.  Empty at any other time. */
 	struct vq_elem_list rx_held;
-	unsigned rx_returned; /* malformed chains met meanwhile, returned */
-	size_t rsv_rx, rsv_out;
+	/* Chains returned unused meanwhile (malformed), not yet signalled. */
+	unsigned rx_unnotified;
+	size_t reserved_rx, reserved_out;
 
 	struct vser_port_stats st;
 };
@@ -960,7 +960,7 @@ static size_t elem_fill_segments(const struct vq_elem *e, const struct iovec *sr
  * EVENT_IDX a guest that posted a buffer just before we published
  * avail_event will not kick.
  */
-static size_t rx_take(struct vser_port *port, size_t want)
+static size_t rx_pop(struct vser_port *port, size_t want)
 {
 	struct vser *dev = port->dev;
 	struct vq *vq = started_queue(dev, vser_port_rxq(port->nr));
@@ -1000,27 +1000,26 @@ static size_t rx_take(struct vser_port *port, size_t want)
 	if (!budget && room < want)
 		port_schedule(port); /* more buffers may be waiting */
 	/* Returned here, or by vq_pop (a chain it could not map). */
-	port->rx_returned += (uint16_t)(vq->used_idx - before);
+	port->rx_unnotified += (uint16_t)(vq->used_idx - before);
 	return room < want ? room : want;
 }
 
 /*
- * Copy src[] into the chains rx_take held, one used entry per buffer, and
+ * Copy src[] into the chains rx_pop held, one used entry per buffer, and
  * interrupt the guest; returns the bytes placed.  src holds exactly what
- * rx_take returned, so every chain gets at least one byte: a used receive
+ * rx_pop returned, so every chain gets at least one byte: a used receive
  * buffer of length 0 would read as end of file in the guest.
  */
-static size_t rx_give(struct vser_port *port, const struct iovec *src,
-		      int nsrc)
+static size_t rx_push(struct vser_port *port, const struct iovec *src, int nsrc)
 {
 	struct vser *dev = port->dev;
 	unsigned q = vser_port_rxq(port->nr);
 	struct vq *vq = started_queue(dev, q);
 	struct vq_elem *e;
-	unsigned used = port->rx_returned;
+	unsigned used = port->rx_unnotified;
 	size_t done = 0;
 
-	port->rx_returned = 0;
+	port->rx_unnotified = 0;
 	if (!vq)
 		return 0;
 	while ((e = TAILQ_FIRST(&port->rx_held))) {
@@ -1046,8 +1045,8 @@ static size_t rx_fill(struct vser_port *port, const struct iovec *src, int nsrc)
 
 	for (int i = 0; i < nsrc; i++)
 		total += src[i].iov_len;
-	rx_take(port, total);
-	return rx_give(port, src, nsrc);
+	rx_pop(port, total);
+	return rx_push(port, src, nsrc);
 }
 
 /* Move buffered host bytes into guest RX buffers; true if any moved. */
@@ -1087,25 +1086,24 @@ ssize_t vser_port_write_reserve(struct vser_port *port, size_t len)
 	 * into ours), and only the rest is buffered. */
 	port_flush_out(port);
 	if (vp_buf_len(&port->out) == 0)
-		rx = rx_take(port, len);
+		rx = rx_pop(port, len);
 	out = len - rx < vp_buf_room(&port->out) ? len - rx
-						  : vp_buf_room(&port->out);
-	port->rsv_rx = rx;
-	port->rsv_out = out;
-	/* Nothing taken also means no chain popped: rx_take runs only with
-	 * our buffer empty, when it has room for len > 0. */
+						 : vp_buf_room(&port->out);
+	port->reserved_rx = rx;
+	port->reserved_out = out;
+	/* 0 only for len 0, as rx_pop runs only with our buffer empty: then
+	 * no chain is held and none is owed an interrupt. */
 	return rx + out ? (ssize_t)(rx + out) : -EAGAIN;
 }
 
-void vser_port_write_commit(struct vser_port *port, const void *buf, size_t n)
+void vser_port_write_commit(struct vser_port *port, const void *buf)
 {
-	struct iovec iov = { (void *)buf, port->rsv_rx };
+	struct iovec iov = {(void *)buf, port->reserved_rx};
 
-	assert(n == port->rsv_rx + port->rsv_out);
-	(void)n;
-	rx_give(port, &iov, 1);
-	vp_buf_put(&port->out, (const char *)buf + port->rsv_rx, port->rsv_out);
-	port->rsv_rx = port->rsv_out = 0;
+	rx_push(port, &iov, 1);
+	vp_buf_put(&port->out, (const char *)buf + port->reserved_rx,
+		   port->reserved_out);
+	port->reserved_rx = port->reserved_out = 0;
 }
 
 ssize_t vser_port_write(struct vser_port *port, const void *buf, size_t len)
@@ -1113,7 +1111,7 @@ ssize_t vser_port_write(struct vser_port *port, const void *buf, size_t len)
 	ssize_t n = vser_port_write_reserve(port, len);
 
 	if (n > 0)
-		vser_port_write_commit(port, buf, (size_t)n);
+		vser_port_write_commit(port, buf);
 	return n;
 }
 
@@ -1247,13 +1245,18 @@ int vser_port_add(struct vser *dev, const struct vser_port_config *pc,
 static void port_free(struct vser_port *port)
 {
 	struct vser_reader *r;
+	struct vq_elem *e;
 
 	while ((r = TAILQ_FIRST(&port->readers))) {
 		vp_err("port %u freed with a reader attached", port->nr);
 		TAILQ_REMOVE(&port->readers, r, link);
 		free(r);
 	}
-	assert(TAILQ_EMPTY(&port->rx_held)); /* a reserve is always committed */
+	while ((e = TAILQ_FIRST(&port->rx_held))) {
+		vp_err("port %u freed with a write reserved", port->nr);
+		TAILQ_REMOVE(&port->rx_held, e, link);
+		free(e);
+	}
 	vp_buf_destroy(&port->ring);
 	vp_buf_destroy(&port->out);
 	free(port);

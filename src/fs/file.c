@@ -142,7 +142,8 @@ static bool try_read(struct pfs_file *f, fuse_req_t req, size_t size,
  * returns when every byte was accepted (it waits only while the port's
  * bounded buffer is full); a non-blocking one takes what fits now.  *done
  * counts the request's bytes accepted so far across retries; `data` holds
- * its bytes from `skip` on.
+ * its bytes from `skip` on.  The answer may go out before the copy into
+ * the guest (hub_ep_write_reserve, then hub_ep_write_commit).
  */
 static bool try_write(struct pfs_file *f, fuse_req_t req, const char *data,
 		      size_t skip, size_t size, int flags, size_t *done)
@@ -160,12 +161,13 @@ static bool try_write(struct pfs_file *f, fuse_req_t req, const char *data,
 		/* The writer learns its count before a large copy and
 		 * prepares its next write meanwhile; a small write costs less
 		 * to copy than the reply, so the guest hears of it first. */
-		bool reply_first = complete && (size_t)n >= REPLY_BEFORE_COPY_MIN;
+		bool reply_first =
+			complete && (size_t)n >= REPLY_BEFORE_COPY_MIN;
 
 		*done += (size_t)n;
 		if (reply_first)
 			fuse_reply_write(req, *done);
-		hub_ep_write_commit(f->ep, src, (size_t)n);
+		hub_ep_write_commit(f->ep, src);
 		if (complete && !reply_first)
 			fuse_reply_write(req, *done);
 		return complete;

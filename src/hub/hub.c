@@ -873,9 +873,9 @@ ssize_t hub_ep_write_reserve(struct hub_ep *ep, size_t len)
 	return vser_port_write_reserve(ep->hp->port, len);
 }
 
-void hub_ep_write_commit(struct hub_ep *ep, const void *buf, size_t n)
+void hub_ep_write_commit(struct hub_ep *ep, const void *buf)
 {
-	vser_port_write_commit(ep->hp->port, buf, n);
+	vser_port_write_commit(ep->hp->port, buf);
 }
 
 ssize_t hub_ep_write(struct hub_ep *ep, const void *buf, size_t len)
@@ -883,7 +883,7 @@ ssize_t hub_ep_write(struct hub_ep *ep, const void *buf, size_t len)
 	ssize_t n = hub_ep_write_reserve(ep, len);
 
 	if (n > 0)
-		hub_ep_write_commit(ep, buf, (size_t)n);
+		hub_ep_write_commit(ep, buf);
 	return n;
 }
 

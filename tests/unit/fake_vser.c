@@ -718,19 +718,25 @@ void vser_reader_seen(struct vser_reader *r)
 		port->offered = end;
 }
 
+/* The reserved count, for the commit that follows. */
+static size_t fake_reserved;
+
 ssize_t vser_port_write_reserve(struct vser_port *port, size_t len)
 {
-	size_t n = len < vp_buf_room(&port->out) ? len : vp_buf_room(&port->out);
+	size_t room = vp_buf_room(&port->out);
 
 	check_not_in_event(port->dev, __func__);
-	if (!port->guest_connected || n == 0)
+	fake_reserved = len < room ? len : room;
+	if (!port->guest_connected || fake_reserved == 0)
 		return -EAGAIN;
-	return (ssize_t)n;
+	return (ssize_t)fake_reserved;
 }
 
-void vser_port_write_commit(struct vser_port *port, const void *buf, size_t n)
+void vser_port_write_commit(struct vser_port *port, const void *buf)
 {
-	assert_int_equal(vp_buf_put(&port->out, buf, n), n);
+	assert_int_equal(vp_buf_put(&port->out, buf, fake_reserved),
+			 fake_reserved);
+	fake_reserved = 0;
 }
 
 ssize_t vser_port_write(struct vser_port *port, const void *buf, size_t len)
@@ -738,7 +744,7 @@ ssize_t vser_port_write(struct vser_port *port, const void *buf, size_t len)
 	ssize_t n = vser_port_write_reserve(port, len);
 
 	if (n > 0)
-		vser_port_write_commit(port, buf, (size_t)n);
+		vser_port_write_commit(port, buf);
 	return n;
 }
 
