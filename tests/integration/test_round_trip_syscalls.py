@@ -148,9 +148,10 @@ class RoundTripSyscalls(unittest.TestCase):
         self.assertLessEqual(failed, trips // 10, counts)
 
 
-def attach_strace(pid, out):
-    """strace -c on pid, once it says it is attached."""
-    tracer = subprocess.Popen(["strace", "-c", "-o", out, "-p", str(pid)],
+def attach_strace(pid, out, options=("-c",)):
+    """strace (by default -c) on pid, output to out, once it says it is
+    attached."""
+    tracer = subprocess.Popen(["strace", *options, "-o", out, "-p", str(pid)],
                               stderr=subprocess.PIPE, text=True)
     line = tracer.stderr.readline()
     if "attached" not in line:

@@ -12,11 +12,8 @@ on.  The guest's RX used index, read from guest memory meanwhile, shows
 whether the bytes were placed before the reply.  Order, never time.
 """
 import os
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -24,7 +21,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from vpharness import VPORTFS_SIM, Daemon  # noqa: E402
 from simctl import Sim, rxq  # noqa: E402
-from test_round_trip_syscalls import need_strace  # noqa: E402
+from test_round_trip_syscalls import (  # noqa: E402
+    attach_strace, detach_strace, need_strace)
 
 TEST_TIMEOUT = 120
 HOLD_US = 3_000_000  # how long the daemon stays at each reply's exit
@@ -36,9 +34,6 @@ class WriteReplyOrder(unittest.TestCase):
         need_strace()
         signal.alarm(TEST_TIMEOUT)
         self.addCleanup(signal.alarm, 0)
-        self.tmp = tempfile.mkdtemp(prefix="vportfs-test-wro-",
-                                    dir="/var/tmp")
-        self.addCleanup(shutil.rmtree, self.tmp, True)
         self.d = Daemon(("name=data",))
         self.addCleanup(self.d.cleanup)
         self.d.start()
@@ -56,23 +51,10 @@ class WriteReplyOrder(unittest.TestCase):
     def hold_replies(self):
         """Every writev of the daemon (its FUSE replies) stops at its
         exit for HOLD_US, once strace says it is attached."""
-        tracer = subprocess.Popen(
-            ["strace", "-o", os.devnull, "-e", "trace=writev",
-             "-e", "inject=writev:delay_exit=%d" % HOLD_US,
-             "-p", str(self.d.proc.pid)],
-            stderr=subprocess.PIPE, text=True)
-        line = tracer.stderr.readline()
-        if "attached" not in line:
-            tracer.kill()
-            tracer.wait()
-            tracer.stderr.close()
-            raise AssertionError("strace cannot attach: " + line)
-        return tracer
-
-    def release(self, tracer):
-        tracer.send_signal(signal.SIGINT)
-        tracer.wait(timeout=30)
-        tracer.stderr.close()
+        return attach_strace(
+            self.d.proc.pid, os.devnull,
+            ("-e", "trace=writev",
+             "-e", "inject=writev:delay_exit=%d" % HOLD_US))
 
     def write_held(self, data):
         """write() data while the daemon is held after each reply; the
@@ -83,7 +65,7 @@ class WriteReplyOrder(unittest.TestCase):
             self.assertEqual(os.write(self.fd, data), len(data))
             after = self.used_idx()
         finally:
-            self.release(tracer)
+            detach_strace(tracer)
         return before, after
 
     def test_large_write_is_answered_before_its_copy(self):
