@@ -101,8 +101,19 @@ void vu_queue_notify(struct vu *vu, unsigned q);
  * do (a console flood of such interrupts makes Linux disable the shared
  * IRQ: "nobody cared").  A guest that does wait gets its interrupt that
  * much later; without EVENT_IDX the interrupt always goes.
+ *
+ * A guest that posted on the queue during the wait is writing, not
+ * waiting: the decision is put off by VU_LAZY_NOTIFY_MS again, up to
+ * VU_LAZY_PUT_OFF_MAX times in a row, and taken when it stops.  Linux
+ * asks for an interrupt at the first buffer back after each reclaim (its
+ * used_event), so a streaming writer, whose last buffer is always newer
+ * than its last reclaim, would otherwise get one every VU_LAZY_NOTIFY_MS:
+ * a SIGIO each to a UML guest, which cost it a quarter of its dd's rate
+ * (docs/performance.md).  The bound keeps a driver we do not know from
+ * waiting longer than that for an interrupt it asked for.
  */
 #define VU_LAZY_NOTIFY_MS 1
+#define VU_LAZY_PUT_OFF_MAX 32
 void vu_queue_notify_lazy(struct vu *vu, unsigned q);
 
 /*

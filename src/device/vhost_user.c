@@ -119,6 +119,8 @@ struct vu_queue {
 	bool notify_pending;
 	bool lazy_pending; /* vu_queue_notify_lazy: decide when lazy_timer
 			      fires */
+	uint16_t lazy_mark;	 /* the guest's avail index, from when... */
+	unsigned lazy_put_off; /* ...the decision was last put off, times */
 	bool err_reported; /* the frontend was told this ring is broken */
 	struct vp_watch *kick_watch;
 	struct vu *vu;
@@ -362,6 +364,14 @@ static void notify_flush(void *opaque)
 /* A moment after a lazy notification was asked for: the guest has had
  * the time to look at the used ring itself, and asks for an interrupt
  * (used_event) only if it is still waiting. */
+static void lazy_arm(struct vu *vu)
+{
+	if (!vu->lazy_armed) {
+		vp_timer_start(vu->loop, vu->lazy_timer, VU_LAZY_NOTIFY_MS);
+		vu->lazy_armed = true;
+	}
+}
+
 static void lazy_cb(struct vp_timer *t, void *opaque)
 {
 	struct vu *vu = opaque;
@@ -369,23 +379,39 @@ static void lazy_cb(struct vp_timer *t, void *opaque)
 	(void)t;
 	vu->lazy_armed = false;
 	for (unsigned q = 0; q < vu->cfg.nqueues; q++) {
-		if (vu->queues[q].lazy_pending) {
-			vu->queues[q].lazy_pending = false;
-			vu->queues[q].notify_pending = true;
+		struct vu_queue *vq = &vu->queues[q];
+		uint16_t avail;
+
+		if (!vq->lazy_pending)
+			continue;
+		/* A guest that posted meanwhile is not waiting for what came
+		 * back: put the decision off (vu.h). */
+		avail = vq_avail_mark(&vq->vq);
+		if (vq->started && avail != vq->lazy_mark &&
+		    vq->lazy_put_off < VU_LAZY_PUT_OFF_MAX) {
+			vq->lazy_mark = avail;
+			vq->lazy_put_off++;
+			lazy_arm(vu);
+			continue;
 		}
+		vq->lazy_pending = false;
+		vq->lazy_put_off = 0;
+		vq->notify_pending = true;
 	}
 	notify_flush(vu);
 }
 
 void vu_queue_notify_lazy(struct vu *vu, unsigned q)
 {
+	struct vu_queue *vq;
+
 	if (q >= vu->cfg.nqueues)
 		return;
-	vu->queues[q].lazy_pending = true;
-	if (!vu->lazy_armed) {
-		vp_timer_start(vu->loop, vu->lazy_timer, VU_LAZY_NOTIFY_MS);
-		vu->lazy_armed = true;
-	}
+	vq = &vu->queues[q];
+	if (!vq->lazy_pending)
+		vq->lazy_mark = vq_avail_mark(&vq->vq);
+	vq->lazy_pending = true;
+	lazy_arm(vu);
 }
 
 void vu_queue_notify_moderated(struct vu *vu, unsigned q, uint16_t used_before)

@@ -160,7 +160,8 @@ static bool try_write(struct pfs_file *f, fuse_req_t req, const char *data,
 		bool complete = *done + (size_t)n == size || nonblocking(flags);
 		/* The writer learns its count before a large copy and
 		 * prepares its next write meanwhile; a small write costs less
-		 * to copy than the reply, so the guest hears of it first. */
+		 * to copy than the reply, so it is copied first (its
+		 * interrupt goes, as every one, when the loop next sleeps). */
 		bool reply_first =
 			complete && (size_t)n >= REPLY_BEFORE_COPY_MIN;
 

@@ -3,8 +3,8 @@
 
 A write that completes with 64 KiB or more is answered first and copied
 into the guest's receive buffers after, so that the writer prepares its
-next write while the daemon copies.  A smaller one is copied first: the
-guest hears of it sooner, and its copy costs less than the reply.
+next write while the daemon copies.  A smaller one is copied first: its
+copy costs less than the reply.
 
 strace holds the daemon at the exit of every writev (its FUSE replies)
 for a while: the writer's write() has returned, the daemon has not gone

@@ -1389,6 +1389,50 @@ static void test_moderated_notify_waits_while_the_driver_has_room(void **state)
 	assert_true(call_sent(f));
 }
 
+/* The guest posts one more chain on queue 0 (never popped here). */
+static void post_one_more(struct fx *f)
+{
+	g_avail(f, 0)->idx++;
+}
+
+static void test_lazy_decision_is_put_off_while_the_driver_posts(void **state)
+{
+	struct fx *f = *state;
+
+	start_queue(f, 0, 0);
+	vu_queue_notify_moderated(f->vu, 0, post_pop_push(f, QNUM / 2, 1, 2));
+	fake_loop_run_deferred(f->fl);
+	/* It wrote again meanwhile: not waiting for what came back. */
+	post_one_more(f);
+	assert_int_equal(fake_loop_fire_timers(f->fl), 1);
+	assert_false(call_sent(f));
+	post_one_more(f);
+	assert_int_equal(fake_loop_fire_timers(f->fl), 1);
+	assert_false(call_sent(f));
+	/* It stopped: the interrupt it asked for goes. */
+	assert_int_equal(fake_loop_fire_timers(f->fl), 1);
+	assert_true(call_sent(f));
+	assert_int_equal(fake_loop_fire_timers(f->fl), 0);
+}
+
+static void test_lazy_decision_is_put_off_a_bounded_number_of_times(
+	void **state)
+{
+	struct fx *f = *state;
+
+	start_queue(f, 0, 0);
+	vu_queue_notify_moderated(f->vu, 0, post_pop_push(f, QNUM / 2, 1, 2));
+	for (unsigned i = 0; i < VU_LAZY_PUT_OFF_MAX; i++) {
+		post_one_more(f);
+		assert_int_equal(fake_loop_fire_timers(f->fl), 1);
+		assert_false(call_sent(f));
+	}
+	/* Still writing, but it asked long enough ago. */
+	post_one_more(f);
+	assert_int_equal(fake_loop_fire_timers(f->fl), 1);
+	assert_true(call_sent(f));
+}
+
 static void test_moderated_notify_is_at_once_when_the_ring_was_full(
 	void **state)
 {
@@ -2878,6 +2922,8 @@ int main(void)
 		T(test_set_vring_num_on_started_ring_fails),
 		T(test_queue_notify_writes_exactly_8_bytes_to_call_fd),
 		T(test_moderated_notify_waits_while_the_driver_has_room),
+		T(test_lazy_decision_is_put_off_while_the_driver_posts),
+		T(test_lazy_decision_is_put_off_a_bounded_number_of_times),
 		T(test_moderated_notify_is_at_once_when_the_ring_was_full),
 		T(test_moderated_notify_counts_descriptors_not_chains),
 		T(test_moderated_notify_without_pushes_sends_nothing),
