@@ -95,22 +95,27 @@ void vu_queue_notify(struct vu *vu, unsigned q);
 /*
  * The same for a queue whose used ring the guest polls itself: a console's
  * transmit queue, where Linux spins until each buffer comes back (hvc
- * writes hold a lock).  The decision waits VU_LAZY_NOTIFY_MS, by when the
- * spinning guest has taken the buffers and moved its used_event past
- * them: no interrupt, where an immediate one would have found nothing to
- * do (a console flood of such interrupts makes Linux disable the shared
- * IRQ: "nobody cared").  A guest that does wait gets its interrupt that
- * much later; without EVENT_IDX the interrupt always goes.
+ * writes hold a lock).  The decision waits at most VU_LAZY_NOTIFY_MS (one
+ * timer serves every queue), by when the spinning guest has taken the
+ * buffers and moved its used_event past them: no interrupt, where an
+ * immediate one would have found nothing to do (a console flood of such
+ * interrupts makes Linux disable the shared IRQ: "nobody cared").  A
+ * guest that does wait gets its interrupt that much later; without
+ * EVENT_IDX the interrupt always goes.
  *
- * A guest that posted on the queue during the wait is writing, not
- * waiting: the decision is put off by VU_LAZY_NOTIFY_MS again, up to
- * VU_LAZY_PUT_OFF_MAX times in a row, and taken when it stops.  Linux
- * asks for an interrupt at the first buffer back after each reclaim (its
- * used_event), so a streaming writer, whose last buffer is always newer
- * than its last reclaim, would otherwise get one every VU_LAZY_NOTIFY_MS:
- * a SIGIO each to a UML guest, which cost it a quarter of its dd's rate
- * (docs/performance.md).  The bound keeps a driver we do not know from
- * waiting longer than that for an interrupt it asked for.
+ * A guest whose avail index moved during the wait posted: it is writing,
+ * not waiting, and the decision is put off by another VU_LAZY_NOTIFY_MS.
+ * It is taken when the index stays put for one wait, when the ring stops,
+ * or after VU_LAZY_PUT_OFF_MAX put-offs in a row, whichever comes first:
+ * at most (VU_LAZY_PUT_OFF_MAX + 1) * VU_LAZY_NOTIFY_MS = 33 ms after it
+ * was asked for.  This serves both users of the lazy path.  Linux asks
+ * for an interrupt at the first buffer back after each reclaim (its
+ * used_event), so a streaming writer on a generic port, whose latest
+ * buffer always comes back after its latest reclaim, got one every
+ * VU_LAZY_NOTIFY_MS: a SIGIO each to a UML guest, 450-523 per 256 MiB of
+ * dd against 24-27 now (docs/performance.md, the UML row).  The bound,
+ * in waits of VU_LAZY_NOTIFY_MS, keeps a driver we do not know from
+ * waiting long for an interrupt it asked for while it goes on posting.
  */
 #define VU_LAZY_NOTIFY_MS 1
 #define VU_LAZY_PUT_OFF_MAX 32

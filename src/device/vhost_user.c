@@ -117,10 +117,12 @@ struct vu_queue {
 	bool enabled;   /* SET_VRING_ENABLE, or implied without protocol features */
 	bool started;
 	bool notify_pending;
-	bool lazy_pending; /* vu_queue_notify_lazy: decide when lazy_timer
-			      fires */
-	uint16_t lazy_mark;	 /* the guest's avail index, from when... */
-	unsigned lazy_put_off; /* ...the decision was last put off, times */
+	/* vu_queue_notify_lazy: an interrupt to decide on when lazy_timer
+	 * fires; the guest's avail index when it was asked for or last put
+	 * off, and how many times in a row it was put off (vu.h). */
+	bool lazy_pending;
+	uint16_t lazy_mark;
+	unsigned lazy_put_off;
 	bool err_reported; /* the frontend was told this ring is broken */
 	struct vp_watch *kick_watch;
 	struct vu *vu;
@@ -306,6 +308,7 @@ static void queue_reset(struct vu *vu, unsigned q)
 	vq->enabled = false;
 	vq->notify_pending = false;
 	vq->lazy_pending = false;
+	vq->lazy_put_off = 0;
 	vq->err_reported = false;
 }
 
@@ -361,9 +364,7 @@ static void notify_flush(void *opaque)
 	}
 }
 
-/* A moment after a lazy notification was asked for: the guest has had
- * the time to look at the used ring itself, and asks for an interrupt
- * (used_event) only if it is still waiting. */
+/* Fire lazy_cb VU_LAZY_NOTIFY_MS from now, unless it is due sooner. */
 static void lazy_arm(struct vu *vu)
 {
 	if (!vu->lazy_armed) {
@@ -372,6 +373,10 @@ static void lazy_arm(struct vu *vu)
 	}
 }
 
+/* A moment after a lazy notification was asked for: the guest has had
+ * the time to look at the used ring itself, and asks for an interrupt
+ * (used_event) only if it is still waiting.  One timer serves every
+ * queue, so a queue's first wait is at most VU_LAZY_NOTIFY_MS. */
 static void lazy_cb(struct vp_timer *t, void *opaque)
 {
 	struct vu *vu = opaque;
@@ -384,10 +389,12 @@ static void lazy_cb(struct vp_timer *t, void *opaque)
 
 		if (!vq->lazy_pending)
 			continue;
-		/* A guest that posted meanwhile is not waiting for what came
-		 * back: put the decision off (vu.h). */
-		avail = vq_avail_mark(&vq->vq);
-		if (vq->started && avail != vq->lazy_mark &&
+		/* A guest whose avail index moved meanwhile posted: it is not
+		 * waiting for what came back, so the decision is put off
+		 * (vu.h).  A stopped ring is decided now: its interrupt waits
+		 * for the restart (notify_send). */
+		avail = vq->started ? vq_avail_mark(&vq->vq) : vq->lazy_mark;
+		if (avail != vq->lazy_mark &&
 		    vq->lazy_put_off < VU_LAZY_PUT_OFF_MAX) {
 			vq->lazy_mark = avail;
 			vq->lazy_put_off++;

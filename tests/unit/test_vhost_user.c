@@ -1433,6 +1433,56 @@ static void test_lazy_decision_is_put_off_a_bounded_number_of_times(
 	assert_true(call_sent(f));
 }
 
+/* Queue 0 streams until its decision was put off the most times. */
+static void put_off_to_the_bound(struct fx *f)
+{
+	start_queue(f, 0, 0);
+	vu_queue_notify_moderated(f->vu, 0, post_pop_push(f, QNUM / 2, 1, 2));
+	for (unsigned i = 0; i < VU_LAZY_PUT_OFF_MAX; i++) {
+		post_one_more(f);
+		assert_int_equal(fake_loop_fire_timers(f->fl), 1);
+		assert_false(call_sent(f));
+	}
+}
+
+static void test_lazy_put_offs_start_again_on_a_reset_ring(void **state)
+{
+	struct fx *f = *state;
+	struct vu_vring_state st = { 0, 0 };
+	struct vu_msg m;
+
+	put_off_to_the_bound(f);
+	send_msg(f, VU_REQ_GET_VRING_BASE, 0, &st, sizeof(st));
+	pump(f);
+	assert_true(recv_reply(f, &m));
+	assert_false(vu_queue_started(f->vu, 0));
+	assert_int_equal(fake_loop_fire_timers(f->fl), 1);
+	assert_false(call_sent(f));
+	/* Set up again, the ring streams: put off as if never used. */
+	memset(g_used(f, 0), 0, sizeof(struct vring_used));
+	start_queue(f, 0, 0);
+	vu_queue_notify_moderated(f->vu, 0, post_pop_push(f, QNUM / 2, 1, 2));
+	post_one_more(f);
+	assert_int_equal(fake_loop_fire_timers(f->fl), 1);
+	assert_false(call_sent(f));
+}
+
+static void test_lazy_decision_on_a_stopped_ring_is_not_put_off(void **state)
+{
+	struct fx *f = *state;
+
+	start_queue(f, 0, 0);
+	vu_queue_notify_moderated(f->vu, 0, post_pop_push(f, QNUM / 2, 1, 2));
+	/* Stopped, its avail index moving: the decision is taken, and the
+	 * interrupt goes when the ring starts again. */
+	assert_int_equal(set_state(f, VU_REQ_SET_VRING_ENABLE, 0, 0), 0);
+	post_one_more(f);
+	assert_int_equal(fake_loop_fire_timers(f->fl), 1);
+	assert_int_equal(set_state(f, VU_REQ_SET_VRING_ENABLE, 0, 1), 0);
+	fake_loop_run_deferred(f->fl);
+	assert_true(call_sent(f));
+}
+
 static void test_moderated_notify_is_at_once_when_the_ring_was_full(
 	void **state)
 {
@@ -2924,6 +2974,8 @@ int main(void)
 		T(test_moderated_notify_waits_while_the_driver_has_room),
 		T(test_lazy_decision_is_put_off_while_the_driver_posts),
 		T(test_lazy_decision_is_put_off_a_bounded_number_of_times),
+		T(test_lazy_put_offs_start_again_on_a_reset_ring),
+		T(test_lazy_decision_on_a_stopped_ring_is_not_put_off),
 		T(test_moderated_notify_is_at_once_when_the_ring_was_full),
 		T(test_moderated_notify_counts_descriptors_not_chains),
 		T(test_moderated_notify_without_pushes_sends_nothing),
