@@ -415,7 +415,7 @@ void vu_queue_notify_lazy(struct vu *vu, unsigned q)
 	if (q >= vu->cfg.nqueues)
 		return;
 	vq = &vu->queues[q];
-	if (!vq->lazy_pending)
+	if (!vq->lazy_pending && vq->started)
 		vq->lazy_mark = vq_avail_mark(&vq->vq);
 	vq->lazy_pending = true;
 	lazy_arm(vu);
