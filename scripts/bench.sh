@@ -425,19 +425,23 @@ fi
 
 # ---- a UML guest's dd -----------------------------------------------------
 if want uml; then
+	# $repeat runs of each in one boot, port and pipe alternating; the
+	# host's reader of run i opens the port before the guest's dd i.
 	cat >"$work/uml-guest.sh" <<EOF
 set -e
 W=$work
 exec 3>/dev/virtio-ports/bench
 : >"\$W/uml.opened"
-while [ ! -e "\$W/uml.reading" ]; do sleep 0.05; done
-sleep 0.5 # the host's open reaches the guest driver
-dd if=/dev/zero bs=64k count=$uml_count >&3 2>"\$W/uml.port"
+for i in \$(seq $repeat); do
+	while [ ! -e "\$W/uml.reading.\$i" ]; do sleep 0.05; done
+	sleep 0.5 # the host's open reaches the guest driver
+	dd if=/dev/zero bs=64k count=$uml_count >&3 2>"\$W/uml.port.\$i"
+	dd if=/dev/zero bs=64k count=$uml_count 2>/dev/null | dd of=/dev/null bs=64k 2>"\$W/uml.pipe.\$i"
+done
 exec 3>&-
-dd if=/dev/zero bs=64k count=$uml_count 2>/dev/null | dd of=/dev/null bs=64k 2>"\$W/uml.pipe"
 EOF
 	VPORTFS_BUILD=$build scripts/uml-run.sh --socket "$work/main.sock" \
-		--timeout $((90 + uml_bytes / 5000000)) -- sh "$work/uml-guest.sh" \
+		--timeout $((90 + repeat * uml_bytes / 5000000)) -- sh "$work/uml-guest.sh" \
 		>"$work/uml.log" 2>&1 &
 	uml=$!
 	pids+=("$uml")
@@ -448,18 +452,25 @@ EOF
 	done
 	[ -e "$work/uml.opened" ] || die "the UML guest never opened its port"
 	prof_start uml "$main_pid"
-	exec {umlin}<"$port"
-	"$bench" --check "$uml_bytes" --zero <&"$umlin" >"$work/uml.check" 2>"$work/uml-check.log" &
-	ucheck=$!
-	pids+=("$ucheck")
-	exec {umlin}<&-
-	: >"$work/uml.reading"
-	wait "$ucheck" || die "the host reader of the UML guest's bytes failed"
-	prof_stop
+	for i in $(seq "$repeat"); do
+		exec {umlin}<"$port"
+		"$bench" --check "$uml_bytes" --zero <&"$umlin" >"$work/uml.check" 2>"$work/uml-check.log" &
+		ucheck=$!
+		pids+=("$ucheck")
+		exec {umlin}<&-
+		: >"$work/uml.reading.$i"
+		wait "$ucheck" || die "the host reader of the UML guest's bytes failed"
+		if [ "$i" = 1 ]; then prof_stop; fi
+	done
 	wait "$uml" || die "the UML guest failed"
 	dd_mbps() { awk '/copied/ { printf "%.1f", $1 / $(NF - 3) / 1e6 }' "$1"; }
-	V[uml_port]=$(dd_mbps "$work/uml.port")
-	V[uml_pipe]=$(dd_mbps "$work/uml.pipe")
+	ports=() pipes=()
+	for i in $(seq "$repeat"); do
+		ports+=("$(dd_mbps "$work/uml.port.$i")")
+		pipes+=("$(dd_mbps "$work/uml.pipe.$i")")
+	done
+	V[uml_port]=$(median "${ports[@]}")
+	V[uml_pipe]=$(median "${pipes[@]}")
 fi
 
 # ---- the table ----------------------------------------------------------
@@ -567,8 +578,9 @@ ceiling runs interleaved; us are microseconds; every byte is verified.
 [9] a UML guest on the daemon: dd if=/dev/zero bs=64k count=$uml_count to
     /dev/virtio-ports/bench while vportfs-bench --check --zero reads the
     port file (1 MiB reads, zeros checked); next, in the same guest, dd
-    if=/dev/zero bs=64k count=$uml_count | dd of=/dev/null bs=64k.  Both
-    from dd's own summary line (bytes / seconds), so boot time is out.
+    if=/dev/zero bs=64k count=$uml_count | dd of=/dev/null bs=64k; $repeat
+    times each in one boot, alternating, the medians.  Both from dd's own
+    summary line (bytes / seconds), so boot time is out.
 EOF
 for name in "${profiled[@]}"; do
 	echo
