@@ -893,7 +893,10 @@ class SocketServer(ChardevTest):
         self.assertEqual(self.chr_attr("data", "qga", "errors"), "0")
 
     # The same: the first client left, a second came, the guest writes:
-    # the second gets the bytes, and no error is counted.
+    # the second gets the bytes, and no error is counted.  "Came" is
+    # when the daemon took it: bytes the guest wrote before that went to
+    # the readers attached then (the file), since a reader opened later
+    # gets only later output (docs/semantics.md, sharing).
     def test_next_client_gets_output_after_one_left_while_a_file_writes(
             self):
         self.sim.open(self.nr)
@@ -901,7 +904,9 @@ class SocketServer(ChardevTest):
         c1 = self.unix_client(self.path)
         self.wait_attr("data", "chardev.qga.connected", "1")
         c1.close()
+        self.wait_attr("data", "chardev.qga.connected", "0")
         c2 = self.unix_client(self.path)
+        self.wait_attr("data", "chardev.qga.connected", "1")
         self.sim.write_all(self.nr, b"for whoever is there\n")
         self.assertEqual(recv_exact(c2, 21), b"for whoever is there\n")
         self.assertEqual(self.chr_attr("data", "qga", "errors"), "0")
