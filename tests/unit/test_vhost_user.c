@@ -1395,6 +1395,24 @@ static void post_one_more(struct fx *f)
 	g_avail(f, 0)->idx++;
 }
 
+/* The guest posts one more chain before the lazy timer fires: the
+ * decision is put off, no interrupt goes. */
+static void expect_put_off(struct fx *f)
+{
+	post_one_more(f);
+	assert_int_equal(fake_loop_fire_timers(f->fl), 1);
+	assert_false(call_sent(f));
+}
+
+/* Queue 0 streams until its decision was put off the most times. */
+static void put_off_to_the_bound(struct fx *f)
+{
+	start_queue(f, 0, 0);
+	vu_queue_notify_moderated(f->vu, 0, post_pop_push(f, QNUM / 2, 1, 2));
+	for (unsigned i = 0; i < VU_LAZY_PUT_OFF_MAX; i++)
+		expect_put_off(f);
+}
+
 static void test_lazy_decision_is_put_off_while_the_driver_posts(void **state)
 {
 	struct fx *f = *state;
@@ -1403,12 +1421,8 @@ static void test_lazy_decision_is_put_off_while_the_driver_posts(void **state)
 	vu_queue_notify_moderated(f->vu, 0, post_pop_push(f, QNUM / 2, 1, 2));
 	fake_loop_run_deferred(f->fl);
 	/* It wrote again meanwhile: not waiting for what came back. */
-	post_one_more(f);
-	assert_int_equal(fake_loop_fire_timers(f->fl), 1);
-	assert_false(call_sent(f));
-	post_one_more(f);
-	assert_int_equal(fake_loop_fire_timers(f->fl), 1);
-	assert_false(call_sent(f));
+	expect_put_off(f);
+	expect_put_off(f);
 	/* It stopped: the interrupt it asked for goes. */
 	assert_int_equal(fake_loop_fire_timers(f->fl), 1);
 	assert_true(call_sent(f));
@@ -1420,29 +1434,11 @@ static void test_lazy_decision_is_put_off_a_bounded_number_of_times(
 {
 	struct fx *f = *state;
 
-	start_queue(f, 0, 0);
-	vu_queue_notify_moderated(f->vu, 0, post_pop_push(f, QNUM / 2, 1, 2));
-	for (unsigned i = 0; i < VU_LAZY_PUT_OFF_MAX; i++) {
-		post_one_more(f);
-		assert_int_equal(fake_loop_fire_timers(f->fl), 1);
-		assert_false(call_sent(f));
-	}
+	put_off_to_the_bound(f);
 	/* Still writing, but it asked long enough ago. */
 	post_one_more(f);
 	assert_int_equal(fake_loop_fire_timers(f->fl), 1);
 	assert_true(call_sent(f));
-}
-
-/* Queue 0 streams until its decision was put off the most times. */
-static void put_off_to_the_bound(struct fx *f)
-{
-	start_queue(f, 0, 0);
-	vu_queue_notify_moderated(f->vu, 0, post_pop_push(f, QNUM / 2, 1, 2));
-	for (unsigned i = 0; i < VU_LAZY_PUT_OFF_MAX; i++) {
-		post_one_more(f);
-		assert_int_equal(fake_loop_fire_timers(f->fl), 1);
-		assert_false(call_sent(f));
-	}
 }
 
 static void test_lazy_put_offs_start_again_on_a_reset_ring(void **state)
@@ -1462,9 +1458,7 @@ static void test_lazy_put_offs_start_again_on_a_reset_ring(void **state)
 	memset(g_used(f, 0), 0, sizeof(struct vring_used));
 	start_queue(f, 0, 0);
 	vu_queue_notify_moderated(f->vu, 0, post_pop_push(f, QNUM / 2, 1, 2));
-	post_one_more(f);
-	assert_int_equal(fake_loop_fire_timers(f->fl), 1);
-	assert_false(call_sent(f));
+	expect_put_off(f);
 }
 
 static void test_lazy_decision_on_a_stopped_ring_is_not_put_off(void **state)
