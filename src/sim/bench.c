@@ -87,13 +87,29 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* A buffer whose bytes at [k, k + CHUNK) are the pattern from offset k,
- * for any k < PATTERN_MOD: the stream at offset i is pat[i % 251 ...]. */
+/* The pattern, laid out so that every stream offset has a copy that
+ * starts on a page: byte[i] = i % 251 over CHUNK bytes past the first
+ * PATTERN_MOD pages.  A page (a power of two) and 251 (an odd prime) are
+ * coprime, so those pages start at PATTERN_MOD different pattern offsets;
+ * pattern_page[k] is where the one for offset k starts.  Page-aligned
+ * sources and buffers matter on a FUSE file opened with direct I/O: the
+ * kernel cuts each request at max_pages pages, so a 1 MiB write() from a
+ * malloc'd buffer (16 bytes into its first page) is two requests, one of
+ * 16 bytes; dd and cat align theirs, and so do --gen and --check. */
+static size_t pattern_page[PATTERN_MOD];
+
+static size_t page_size(void)
+{
+	long n = sysconf(_SC_PAGESIZE);
+
+	return n > 0 ? (size_t)n : 4096;
+}
+
 static uint8_t *pattern_new(void)
 {
-	uint8_t *p = malloc(CHUNK + PATTERN_MOD);
-
-	size_t have = PATTERN_MOD, len = CHUNK + PATTERN_MOD;
+	size_t page = page_size();
+	size_t have = PATTERN_MOD, len = CHUNK + PATTERN_MOD * page;
+	uint8_t *p = aligned_alloc(page, len);
 
 	if (!p)
 		return NULL;
@@ -105,14 +121,22 @@ static uint8_t *pattern_new(void)
 		memcpy(p + have, p, n);
 		have += n;
 	}
+	for (size_t j = 0; j < PATTERN_MOD; j++)
+		pattern_page[j * page % PATTERN_MOD] = j * page;
 	return p;
+}
+
+/* The stream from offset `at` on, CHUNK bytes of it, starting on a page. */
+static const uint8_t *pattern_at(const uint8_t *pat, uint64_t at)
+{
+	return pat + pattern_page[at % PATTERN_MOD];
 }
 
 /* Offset of the first mismatch in buf (stream offset `at`), or -1. */
 static long long pattern_check(const uint8_t *pat, uint64_t at,
 			       const uint8_t *buf, size_t len)
 {
-	const uint8_t *want = pat + at % PATTERN_MOD;
+	const uint8_t *want = pattern_at(pat, at);
 
 	if (memcmp(buf, want, len) == 0)
 		return -1;
@@ -203,7 +227,7 @@ static int stream(struct bench *b, struct sim *s, const unsigned *nr,
 			while (queued[i] < upto) {
 				uint64_t want = upto - queued[i];
 				long w = sim_port_write(
-					s, nr[i], pat + queued[i] % PATTERN_MOD,
+					s, nr[i], pattern_at(pat, queued[i]),
 					want < CHUNK ? (size_t)want : CHUNK);
 				if (w == -EAGAIN)
 					break;
@@ -486,7 +510,8 @@ static long long zero_check(uint64_t at, const uint8_t *buf, size_t len)
  * guest's untimed --warmup). */
 static int run_gen_check(struct bench *b, const uint8_t *pat)
 {
-	uint8_t *buf = malloc(b->io_size);
+	size_t page = page_size();
+	uint8_t *buf = aligned_alloc(page, (b->io_size + page - 1) / page * page);
 	uint64_t done = 0, first_done = 0;
 	double start = now_s(), first = 0;
 
@@ -498,7 +523,7 @@ static int run_gen_check(struct bench *b, const uint8_t *pat)
 				      : b->io_size;
 		ssize_t n;
 		if (b->mode == MODE_GEN) {
-			n = write(1, pat + done % PATTERN_MOD, want);
+			n = write(1, pattern_at(pat, done), want);
 		} else {
 			n = read(0, buf, want);
 			if (n > 0 && b->verify) {
@@ -787,7 +812,8 @@ static void usage(FILE *f)
 	      "                    untimed (the readers get N more bytes)\n"
 	      "  --rounds R        g2h: R timed streams of --bytes per port,\n"
 	      "                    one line each (readers get R x --bytes)\n"
-	      "  --io-size N       --gen/--check: bytes per write/read (1 MiB)\n"
+	      "  --io-size N       --gen/--check: bytes per write/read (1 MiB,\n"
+	      "                    at most 4 MiB)\n"
 	      "  --skip N          --check: read and check N bytes untimed\n"
 	      "                    first (a g2h guest's --warmup)\n"
 	      "Exit status: 0 ok, 1 failure, 2 usage.\n",
@@ -1049,7 +1075,7 @@ int main(int argc, char **argv)
 			verify_set = true;
 			break;
 		case OPT_IO_SIZE:
-			if (!parse_num("--io-size", optarg, 1u << 30, &v) ||
+			if (!parse_num("--io-size", optarg, CHUNK, &v) ||
 			    v == 0)
 				return 2;
 			b.io_size = (size_t)v;

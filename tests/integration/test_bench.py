@@ -180,5 +180,63 @@ class CheckSkip(unittest.TestCase):
             self.assertIn(b"--skip", p.stderr)
 
 
+class GenCheckBuffers(unittest.TestCase):
+    """--gen writes from, and --check reads into, page-aligned buffers: on
+    a FUSE file opened for direct I/O the kernel cuts a request at
+    max_pages pages, so 1 MiB from a buffer 16 bytes into a page (what
+    malloc gives) would be two requests, one of 16 bytes."""
+
+    BENCH = os.path.join(BUILD, "vportfs-bench")
+
+    def traced(self, call, args, stdin=None):
+        """The buffer address of every `call` (read or write) on fd 0/1
+        the tool made, from strace's raw arguments."""
+        with tempfile.TemporaryDirectory(prefix="vportfs-test-") as tmp:
+            log = os.path.join(tmp, "strace")
+            p = subprocess.run(
+                ["strace", "-o", log, "-e", "trace=" + call,
+                 "-e", "raw=" + call, self.BENCH, *args],
+                stdin=stdin, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(log) as f:
+                calls = re.findall(r"^%s\((0x[01]|[01]), (0x[0-9a-f]+), "
+                                   % call, f.read(), re.M)
+        return [int(addr, 16) for _, addr in calls]
+
+    def test_gen_writes_start_on_a_page(self):
+        addrs = self.traced("write", ["--gen", str(5 << 20 | 12345)])
+        self.assertGreaterEqual(len(addrs), 6)
+        self.assertEqual([a % 4096 for a in addrs], [0] * len(addrs))
+
+    def test_check_reads_into_a_page(self):
+        with tempfile.TemporaryFile() as f:
+            f.write(bytes(3 << 20))
+            f.seek(0)
+            addrs = self.traced("read", ["--check", str(3 << 20), "--zero"],
+                                stdin=f)
+        self.assertGreaterEqual(len(addrs), 3)
+        self.assertEqual([a % 4096 for a in addrs], [0] * len(addrs))
+
+    def test_gen_stream_is_the_pattern_across_every_offset(self):
+        # 251 writes of 4099 bytes start at every offset of the pattern.
+        n = 251 * 4099
+        gen = subprocess.Popen([self.BENCH, "--gen", str(n), "--io-size",
+                                "4099"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+        p = subprocess.run([self.BENCH, "--check", str(n), "--io-size",
+                            "4099"], stdin=gen.stdout, capture_output=True,
+                           timeout=60)
+        gen.stdout.close()
+        self.assertEqual(gen.wait(timeout=60), 0)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_io_size_past_the_pattern_is_refused(self):
+        p = subprocess.run([self.BENCH, "--gen", "10", "--io-size", str(8 << 20)],
+                           capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(b"--io-size", p.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
