@@ -430,66 +430,75 @@ static int run_idle(struct bench *b, struct sim *s, unsigned n)
 	return 0;
 }
 
+/* The h2g guest's reader: checks received bytes where they lie in guest
+ * memory (sim_port_consume), as a program would use them, with no copy
+ * into a buffer of its own first. */
+struct h2g_check {
+	const uint8_t *pat;
+	bool verify;
+	uint64_t at;	     /* stream offset of the next byte */
+	long long bad;	     /* first mismatch, or -1 */
+};
+
+static int h2g_check(const void *p, size_t n, void *opaque)
+{
+	struct h2g_check *c = opaque;
+
+	if (c->verify) {
+		c->bad = pattern_check(c->pat, c->at, p, n);
+		if (c->bad >= 0)
+			return -EILSEQ;
+	}
+	c->at += n;
+	return 0;
+}
+
 static int run_h2g(struct bench *b, struct sim *s, unsigned nr,
 		   const uint8_t *pat)
 {
-	uint8_t *buf = malloc(CHUNK);
-	uint64_t got = 0;
+	struct h2g_check c = {.pat = pat, .verify = b->verify, .bad = -1};
 	double opened = now_s(), first = 0, last_progress = opened;
-	int rc = 0;
 
-	if (!buf)
-		return -ENOMEM;
-	while (got < b->bytes) {
-		uint64_t want = b->bytes - got;
-		long n = sim_port_read(s, nr, buf, want < CHUNK ? want : CHUNK);
+	while (c.at < b->bytes) {
+		uint64_t want = b->bytes - c.at;
+		long n = sim_port_consume(s, nr, want < CHUNK ? want : CHUNK,
+					  h2g_check, &c);
+		if (n == -EILSEQ && c.bad >= 0) {
+			fprintf(stderr,
+				"vportfs-bench: data mismatch at offset %lld\n",
+				c.bad);
+			return -EILSEQ;
+		}
 		if (n < 0) {
 			fail_diag(s, "read");
-			rc = (int)n;
-			goto out_free_buf;
+			return (int)n;
 		}
 		if (n > 0) {
-			if (got == 0)
+			if (first == 0)
 				first = now_s();
-			if (b->verify) {
-				long long bad =
-					pattern_check(pat, got, buf, (size_t)n);
-				if (bad >= 0) {
-					fprintf(stderr,
-						"vportfs-bench: data mismatch "
-						"at offset %lld\n",
-						bad);
-					rc = -EILSEQ;
-					goto out_free_buf;
-				}
-			}
-			got += (uint64_t)n;
 			last_progress = now_s();
 			continue;
 		}
-		rc = sim_process(s, 100);
+		int rc = sim_process(s, 100);
 		if (rc) {
 			fail_diag(s, "device");
-			goto out_free_buf;
+			return rc;
 		}
 		double t = now_s();
 		/* Before the first byte, the host writer may still be
 		 * starting: only the overall timeout applies. */
-		if ((got > 0 && t - last_progress > b->stall) ||
+		if ((c.at > 0 && t - last_progress > b->stall) ||
 		    t - opened > b->timeout) {
 			fprintf(stderr,
 				"vportfs-bench: got %llu of %llu bytes\n",
-				(unsigned long long)got,
+				(unsigned long long)c.at,
 				(unsigned long long)b->bytes);
-			fail_diag(s, got ? "stalled" : "timeout");
-			rc = -ETIMEDOUT;
-			goto out_free_buf;
+			fail_diag(s, c.at ? "stalled" : "timeout");
+			return -ETIMEDOUT;
 		}
 	}
 	report("h2g", b->bytes, now_s() - first, s);
-out_free_buf:
-	free(buf);
-	return rc;
+	return 0;
 }
 
 /* Offset of the first non-zero byte in buf (stream offset `at`), or -1. */

@@ -2843,31 +2843,31 @@ long sim_port_tx_pending(const struct sim *s, unsigned nr)
 	return (long)p->tx_pending;
 }
 
-long sim_port_read(struct sim *s, unsigned nr, void *buf, size_t len)
+long sim_port_consume(struct sim *s, unsigned nr, size_t len,
+		      sim_rx_fn fn, void *opaque)
 {
 	struct sim_port *p = NULL;
-	uint8_t *dst = buf;
 	size_t done = 0;
 	bool reposted = false;
+	int rc = 0;
 
 	if (port_lookup(s, nr, &p))
 		return fail(s, -ENOENT, "no port %u", nr);
-	while (done < len) {
+	while (done < len && rc == 0) {
 		struct sim_rxbuf *b = TAILQ_FIRST(&p->rxdata);
 		if (!b)
 			break;
-		while (done < len && b->off < b->len) {
+		while (done < len && b->off < b->len && rc == 0) {
 			uint32_t si = b->off / b->seg, so = b->off % b->seg;
 			uint32_t run = b->seg - so;
 			if (run > b->len - b->off)
 				run = b->len - b->off;
 			if (run > len - done)
 				run = (uint32_t)(len - done);
-			memcpy(dst + done,
-			       gp(s, b->mem.gpa + (uint64_t)si * (b->seg +
-								  CANARY_LEN)) +
-				       so,
-			       run);
+			rc = fn(gp(s, b->mem.gpa +
+					      (uint64_t)si * (b->seg + CANARY_LEN)) +
+					so,
+				run, opaque);
 			b->off += run;
 			done += run;
 		}
@@ -2880,7 +2880,27 @@ long sim_port_read(struct sim *s, unsigned nr, void *buf, size_t len)
 	p->rx_pending -= done;
 	if (reposted && nr < s->st.nports && s->connected)
 		vq_kick(&s->vqs[vser_port_rxq(nr)]);
-	return (long)done;
+	return rc ? rc : (long)done;
+}
+
+struct copy_out {
+	uint8_t *dst;
+};
+
+static int copy_out(const void *p, size_t n, void *opaque)
+{
+	struct copy_out *c = opaque;
+
+	memcpy(c->dst, p, n);
+	c->dst += n;
+	return 0;
+}
+
+long sim_port_read(struct sim *s, unsigned nr, void *buf, size_t len)
+{
+	struct copy_out c = {buf};
+
+	return sim_port_consume(s, nr, len, copy_out, &c);
 }
 
 long sim_port_rx_pending(const struct sim *s, unsigned nr)

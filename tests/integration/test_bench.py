@@ -13,7 +13,8 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 
-from vpharness import BUILD, ROOT, force_unmount, mounted  # noqa: E402
+from vpharness import (BUILD, ROOT, Daemon, force_unmount,  # noqa: E402
+                       mounted, wait_until)
 
 BENCH = os.path.join(ROOT, "scripts", "bench.sh")
 TIMEOUT = 300
@@ -236,6 +237,61 @@ class GenCheckBuffers(unittest.TestCase):
                            capture_output=True, timeout=60)
         self.assertEqual(p.returncode, 2)
         self.assertIn(b"--io-size", p.stderr)
+
+
+class GuestReceiverChecks(unittest.TestCase):
+    """The h2g guest (vportfs-bench --mode h2g --verify) checks every byte
+    where it lies in its 4 KiB receive buffers (sim_port_consume): a
+    wrong byte is found at its stream offset, on a buffer's first byte
+    as well as inside one."""
+
+    BENCH = os.path.join(BUILD, "vportfs-bench")
+    SIZE = 3 << 20
+
+    def stream(self, bad_at=None):
+        """The guest's exit status, stdout and stderr after `dd` wrote
+        SIZE bytes of the pattern, byte `bad_at` changed, to its port.  A
+        guest that stops at a wrong byte leaves the writer blocked: it is
+        killed once the guest is done."""
+        data = bytearray(i % 251 for i in range(251)) * (self.SIZE // 251 + 1)
+        del data[self.SIZE:]
+        if bad_at is not None:
+            data[bad_at] ^= 0xff
+        with Daemon(ports=("name=bench",)) as d, \
+                tempfile.NamedTemporaryFile(dir=d.dir) as src:
+            src.write(data)
+            src.flush()
+            guest = subprocess.Popen(
+                [self.BENCH, "--socket", d.sock, "--port", "bench",
+                 "--mode", "h2g", "--bytes", str(self.SIZE), "--verify"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            writer = subprocess.Popen(
+                ["dd", "if=" + src.name, "of=" + d.path("bench"), "bs=1M"],
+                stderr=subprocess.DEVNULL)
+            try:
+                out, err = guest.communicate(timeout=60)
+            finally:
+                for p in (guest, writer):
+                    if p.poll() is None:
+                        p.kill()
+                    p.wait()
+        return guest.returncode, out, err
+
+    def test_the_pattern_passes(self):
+        rc, out, err = self.stream()
+        self.assertEqual(rc, 0, err)
+        self.assertIn(b"mode=h2g bytes=%d " % self.SIZE, out)
+
+    def test_a_wrong_byte_inside_a_buffer_is_found(self):
+        rc, _, err = self.stream(bad_at=(1 << 20) + 4096 * 7 + 123)
+        self.assertNotEqual(rc, 0)
+        self.assertIn(b"mismatch at offset %d\n" % ((1 << 20) + 4096 * 7
+                                                     + 123), err)
+
+    def test_a_wrong_first_byte_of_a_buffer_is_found(self):
+        rc, _, err = self.stream(bad_at=4096 * 300)
+        self.assertNotEqual(rc, 0)
+        self.assertIn(b"mismatch at offset %d\n" % (4096 * 300), err)
 
 
 if __name__ == "__main__":
