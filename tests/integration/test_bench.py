@@ -174,6 +174,15 @@ class CheckSkip(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn(b"mismatch at offset 10", p.stderr)
 
+    def test_a_non_zero_byte_is_found_at_its_offset(self):
+        # Past the first 64 KiB compared at once, in the third read.
+        for at in (2500001, 2 << 20):
+            data = bytearray(3000000)
+            data[at] = 7
+            p = self.check("3000000", "--zero", data=bytes(data))
+            self.assertEqual(p.returncode, 1)
+            self.assertIn(b"mismatch at offset %d\n" % at, p.stderr)
+
     def test_skip_must_leave_bytes_to_time(self):
         for args in (["10", "--skip", "10"], ["10", "--skip", "11"]):
             p = self.check(*args)
