@@ -274,14 +274,17 @@ long sim_port_tx_pending(const struct sim *sim, unsigned nr);
  * emptied (unless withheld), with one kick.  Returns bytes or -errno. */
 long sim_port_read(struct sim *sim, unsigned nr, void *buf, size_t len);
 /* What a reader does with received bytes in place: `p` points into guest
- * memory, valid during the call only; 0 to go on, or a negative errno. */
+ * memory, valid during the call only.  Returns 0 to go on, or a negative
+ * errno to stop.  It must not call into the sim. */
 typedef int (*sim_rx_fn)(const void *p, size_t n, void *opaque);
 /* sim_port_read without the copy: hands up to len received bytes to fn,
- * in order, a buffer's run at a time, and re-posts every buffer it
- * emptied, as sim_port_read does.  The bytes fn saw are consumed even
- * when it fails.  Returns bytes, 0 if none, or -errno (fn's, first). */
-long sim_port_consume(struct sim *sim, unsigned nr, size_t len,
-		      sim_rx_fn fn, void *opaque);
+ * in order, one call per buffer segment (or the part of it len allows),
+ * and re-posts every buffer it emptied, with one kick, as sim_port_read
+ * does.  Returns the bytes handed over, 0 if none, or -errno: -ENOENT, or
+ * fn's error (sim_error() says how many bytes were handed over; they,
+ * the failing call's included, are consumed). */
+long sim_port_consume(struct sim *sim, unsigned nr, size_t len, sim_rx_fn fn,
+		      void *opaque);
 long sim_port_rx_pending(const struct sim *sim, unsigned nr);
 /* Posts `count` more receive buffers of `size` bytes.  Returns the number
  * posted (fewer if the ring or guest memory ran out, -ENOSPC if none). */

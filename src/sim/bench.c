@@ -87,16 +87,19 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* The pattern, laid out so that every stream offset has a copy that
- * starts on a page: byte[i] = i % 251 over CHUNK bytes past the first
- * PATTERN_MOD pages.  A page (a power of two) and 251 (an odd prime) are
- * coprime, so those pages start at PATTERN_MOD different pattern offsets;
- * pattern_page[k] is where the one for offset k starts.  Page-aligned
- * sources and buffers matter on a FUSE file opened with direct I/O: the
- * kernel cuts each request at max_pages pages, so a 1 MiB write() from a
- * malloc'd buffer (16 bytes into its first page) is two requests, one of
- * 16 bytes; dd and cat align theirs, and so do --gen and --check. */
-static size_t pattern_page[PATTERN_MOD];
+/* The pattern, byte[i] = i % 251, as one buffer holding a copy of the
+ * stream from each offset k < PATTERN_MOD, CHUNK bytes long, starting at
+ * bytes + start[k].  Laid out compactly (start[k] = k), or so that every
+ * copy starts on a page: pages and 251 (an odd prime) are coprime, so the
+ * first PATTERN_MOD pages start at PATTERN_MOD different offsets.  --gen
+ * writes from page-aligned copies: on a FUSE file opened for direct I/O
+ * the kernel cuts each request at max_pages pages, so 1 MiB from a buffer
+ * 16 bytes into a page (what malloc gives) is two requests, one of 16
+ * bytes.  dd and cat align theirs. */
+struct pattern {
+	uint8_t *bytes;
+	size_t start[PATTERN_MOD];
+};
 
 static size_t page_size(void)
 {
@@ -105,35 +108,48 @@ static size_t page_size(void)
 	return n > 0 ? (size_t)n : 4096;
 }
 
-static uint8_t *pattern_new(void)
+/* NULL when out of memory.  Free with pattern_free. */
+static struct pattern *pattern_new(bool page_aligned)
 {
-	size_t page = page_size();
-	size_t have = PATTERN_MOD, len = CHUNK + PATTERN_MOD * page;
-	uint8_t *p = aligned_alloc(page, len);
+	size_t page = page_size(), step = page_aligned ? page : 1;
+	size_t have = PATTERN_MOD, len = CHUNK + PATTERN_MOD * step;
+	struct pattern *pat = calloc(1, sizeof(*pat));
 
-	if (!p)
+	if (!pat)
 		return NULL;
+	pat->bytes = page_aligned ? aligned_alloc(page, len) : malloc(len);
+	if (!pat->bytes) {
+		free(pat);
+		return NULL;
+	}
 	for (size_t i = 0; i < PATTERN_MOD; i++)
-		p[i] = (uint8_t)i;
+		pat->bytes[i] = (uint8_t)i;
 	/* Doubling copies: 127 readers start at once in the N-port rows. */
 	while (have < len) {
 		size_t n = have < len - have ? have : len - have;
-		memcpy(p + have, p, n);
+		memcpy(pat->bytes + have, pat->bytes, n);
 		have += n;
 	}
 	for (size_t j = 0; j < PATTERN_MOD; j++)
-		pattern_page[j * page % PATTERN_MOD] = j * page;
-	return p;
+		pat->start[j * step % PATTERN_MOD] = j * step;
+	return pat;
 }
 
-/* The stream from offset `at` on, CHUNK bytes of it, starting on a page. */
-static const uint8_t *pattern_at(const uint8_t *pat, uint64_t at)
+static void pattern_free(struct pattern *pat)
 {
-	return pat + pattern_page[at % PATTERN_MOD];
+	if (pat)
+		free(pat->bytes);
+	free(pat);
+}
+
+/* The stream from offset `at` on, CHUNK bytes of it. */
+static const uint8_t *pattern_at(const struct pattern *pat, uint64_t at)
+{
+	return pat->bytes + pat->start[at % PATTERN_MOD];
 }
 
 /* Offset of the first mismatch in buf (stream offset `at`), or -1. */
-static long long pattern_check(const uint8_t *pat, uint64_t at,
+static long long pattern_check(const struct pattern *pat, uint64_t at,
 			       const uint8_t *buf, size_t len)
 {
 	const uint8_t *want = pattern_at(pat, at);
@@ -212,7 +228,7 @@ static long tx_pending_all(const struct sim *s, const unsigned *nr, unsigned n)
  * device returned every buffer: every round tops up every port's TX ring,
  * so the daemon sees all queues busy together. */
 static int stream(struct bench *b, struct sim *s, const unsigned *nr,
-		  unsigned n, const uint8_t *pat, uint64_t *queued,
+		  unsigned n, const struct pattern *pat, uint64_t *queued,
 		  uint64_t upto)
 {
 	double start, last_progress;
@@ -268,7 +284,7 @@ static int stream(struct bench *b, struct sim *s, const unsigned *nr,
  * daemon's rings touched once, as in a VM that has been running), then
  * b->bytes on every port, timed, --rounds times (one line each). */
 static int run_g2h(struct bench *b, struct sim *s, const unsigned *nr,
-		   unsigned n, const uint8_t *pat)
+		   unsigned n, const struct pattern *pat)
 {
 	struct port_set ps = {nr, n};
 	struct sim_port_info pi;
@@ -433,16 +449,16 @@ static int run_idle(struct bench *b, struct sim *s, unsigned n)
 /* The h2g guest's reader: checks received bytes where they lie in guest
  * memory (sim_port_consume), as a program would use them, with no copy
  * into a buffer of its own first. */
-struct h2g_check {
-	const uint8_t *pat;
+struct h2g_reader {
+	const struct pattern *pat;
 	bool verify;
-	uint64_t at;	     /* stream offset of the next byte */
-	long long bad;	     /* first mismatch, or -1 */
+	uint64_t at;   /* stream offset of the next byte */
+	long long bad; /* first mismatch, or -1 */
 };
 
 static int h2g_check(const void *p, size_t n, void *opaque)
 {
-	struct h2g_check *c = opaque;
+	struct h2g_reader *c = opaque;
 
 	if (c->verify) {
 		c->bad = pattern_check(c->pat, c->at, p, n);
@@ -454,9 +470,9 @@ static int h2g_check(const void *p, size_t n, void *opaque)
 }
 
 static int run_h2g(struct bench *b, struct sim *s, unsigned nr,
-		   const uint8_t *pat)
+		   const struct pattern *pat)
 {
-	struct h2g_check c = {.pat = pat, .verify = b->verify, .bad = -1};
+	struct h2g_reader c = {.pat = pat, .verify = b->verify, .bad = -1};
 	double opened = now_s(), first = 0, last_progress = opened;
 
 	while (c.at < b->bytes) {
@@ -501,7 +517,6 @@ static int run_h2g(struct bench *b, struct sim *s, unsigned nr,
 	return 0;
 }
 
-/* Offset of the first non-zero byte in buf (stream offset `at`), or -1. */
 /* Offset of the first non-zero byte in buf (stream offset `at`), or -1.
  * memcmp against zeros, not a byte loop: the UML row's reader checks every
  * byte on the CPUs the guest runs on (a byte loop took 0.37 s of CPU per
@@ -511,8 +526,8 @@ static long long zero_check(uint64_t at, const uint8_t *buf, size_t len)
 	static const uint8_t zeros[64 << 10];
 
 	for (size_t done = 0; done < len;) {
-		size_t n = len - done < sizeof(zeros) ? len - done
-						      : sizeof(zeros);
+		size_t n =
+			len - done < sizeof(zeros) ? len - done : sizeof(zeros);
 
 		if (memcmp(buf + done, zeros, n) != 0)
 			for (size_t i = done;; i++)
@@ -530,14 +545,19 @@ static long long zero_check(uint64_t at, const uint8_t *buf, size_t len)
  * the same way on a port file, a null FUSE file and a pipe.  With --skip
  * the clock starts at the first read that reaches that many bytes (a
  * guest's untimed --warmup). */
-static int run_gen_check(struct bench *b, const uint8_t *pat)
+static int run_gen_check(struct bench *b, const struct pattern *pat)
 {
+	/* --check reads into a page-aligned buffer, as cat does (see struct
+	 * pattern); --gen writes from the pattern's aligned copies. */
 	size_t page = page_size();
-	uint8_t *buf = aligned_alloc(page, (b->io_size + page - 1) / page * page);
+	uint8_t *buf = b->mode == MODE_CHECK
+			       ? aligned_alloc(page, (b->io_size + page - 1) /
+							     page * page)
+			       : NULL;
 	uint64_t done = 0, first_done = 0;
 	double start = now_s(), first = 0;
 
-	if (!buf)
+	if (b->mode == MODE_CHECK && !buf)
 		return 1;
 	while (done < b->bytes) {
 		size_t want = b->bytes - done < b->io_size
@@ -597,7 +617,7 @@ static int run_gen_check(struct bench *b, const uint8_t *pat)
 /* --rtt-file: 1 byte written to a file and 1 byte read back from it, N
  * times, on one read-write fd: two FUSE round trips on a null FUSE file.
  * What comes back is that file's stream (the pattern), checked. */
-static int run_rtt_file(struct bench *b, const uint8_t *pat)
+static int run_rtt_file(struct bench *b, const struct pattern *pat)
 {
 	size_t count = (size_t)b->bytes;
 	double *us = malloc(count * sizeof(*us));
@@ -620,10 +640,10 @@ static int run_rtt_file(struct bench *b, const uint8_t *pat)
 				i, errno ? strerror(errno) : "short");
 			goto out_close;
 		}
-		if (in != pat[i % PATTERN_MOD]) {
+		if (in != *pattern_at(pat, i)) {
 			fprintf(stderr,
 				"vportfs-bench: read 0x%02x, expected 0x%02x\n",
-				in, pat[i % PATTERN_MOD]);
+				in, *pattern_at(pat, i));
 			goto out_close;
 		}
 		if (i >= RTT_WARMUP)
@@ -1121,7 +1141,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	uint8_t *pat = pattern_new();
+	struct pattern *pat = pattern_new(b.mode == MODE_GEN);
 	if (!pat) {
 		fputs("vportfs-bench: out of memory\n", stderr);
 		return 1;
@@ -1130,11 +1150,11 @@ int main(int argc, char **argv)
 		if (!verify_set)
 			b.verify = true;
 		int rc = run_gen_check(&b, pat);
-		free(pat);
+		pattern_free(pat);
 		return rc;
 	}
 	if (b.mode == MODE_ECHO) {
-		free(pat);
+		pattern_free(pat);
 		return run_echo(&b);
 	}
 	if (b.mode == MODE_RTT_FILE || b.mode == MODE_RTT_PIPE) {
@@ -1145,7 +1165,7 @@ int main(int argc, char **argv)
 			rc = run_rtt_file(&b, pat);
 		else
 			rc = run_rtt_pipe(&b);
-		free(pat);
+		pattern_free(pat);
 		return rc;
 	}
 	if (b.mode == MODE_IDLE && b.bytes == 0)
@@ -1154,14 +1174,14 @@ int main(int argc, char **argv)
 		fputs("vportfs-bench: --socket, --port and --bytes (rtt: "
 		      "--count) are required\n",
 		      stderr);
-		free(pat);
+		pattern_free(pat);
 		return 2;
 	}
 	if (b.mode != MODE_G2H && b.mode != MODE_IDLE && b.nports > 1) {
 		fputs("vportfs-bench: several ports only with --mode g2h "
 		      "or idle\n",
 		      stderr);
-		free(pat);
+		pattern_free(pat);
 		return 2;
 	}
 
@@ -1245,6 +1265,6 @@ int main(int argc, char **argv)
 out_free_sim:
 	sim_free(s);
 out_free_pat:
-	free(pat);
+	pattern_free(pat);
 	return status;
 }

@@ -2843,8 +2843,8 @@ long sim_port_tx_pending(const struct sim *s, unsigned nr)
 	return (long)p->tx_pending;
 }
 
-long sim_port_consume(struct sim *s, unsigned nr, size_t len,
-		      sim_rx_fn fn, void *opaque)
+long sim_port_consume(struct sim *s, unsigned nr, size_t len, sim_rx_fn fn,
+		      void *opaque)
 {
 	struct sim_port *p = NULL;
 	size_t done = 0;
@@ -2864,8 +2864,9 @@ long sim_port_consume(struct sim *s, unsigned nr, size_t len,
 				run = b->len - b->off;
 			if (run > len - done)
 				run = (uint32_t)(len - done);
-			rc = fn(gp(s, b->mem.gpa +
-					      (uint64_t)si * (b->seg + CANARY_LEN)) +
+			rc = fn(gp(s,
+				   b->mem.gpa + (uint64_t)si *
+							(b->seg + CANARY_LEN)) +
 					so,
 				run, opaque);
 			b->off += run;
@@ -2880,27 +2881,26 @@ long sim_port_consume(struct sim *s, unsigned nr, size_t len,
 	p->rx_pending -= done;
 	if (reposted && nr < s->st.nports && s->connected)
 		vq_kick(&s->vqs[vser_port_rxq(nr)]);
-	return rc ? rc : (long)done;
+	if (rc)
+		return fail(s, rc, "port %u: the reader failed after %zu bytes",
+			    nr, done);
+	return (long)done;
 }
-
-struct copy_out {
-	uint8_t *dst;
-};
 
 static int copy_out(const void *p, size_t n, void *opaque)
 {
-	struct copy_out *c = opaque;
+	uint8_t **dst = opaque;
 
-	memcpy(c->dst, p, n);
-	c->dst += n;
+	memcpy(*dst, p, n);
+	*dst += n;
 	return 0;
 }
 
 long sim_port_read(struct sim *s, unsigned nr, void *buf, size_t len)
 {
-	struct copy_out c = {buf};
+	uint8_t *dst = buf;
 
-	return sim_port_consume(s, nr, len, copy_out, &c);
+	return sim_port_consume(s, nr, len, copy_out, &dst);
 }
 
 long sim_port_rx_pending(const struct sim *s, unsigned nr)

@@ -27,7 +27,8 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from vpharness import BUILD, VPORTFS_SIM, Daemon, wait_until  # noqa: E402
+from vpharness import (BUILD, VPORTFS_SIM, Daemon,  # noqa: E402
+                       untraceable_leak_check_off, wait_until)
 from simctl import Sim  # noqa: E402
 
 BENCH = os.path.join(BUILD, "vportfs-bench")
@@ -41,15 +42,6 @@ def need_strace():
     installs it."""
     if shutil.which("strace") is None:
         raise AssertionError("strace is missing: run scripts/install-deps.sh")
-
-
-def untraceable_leak_check_off():
-    """The environment for a program run under strace: LeakSanitizer
-    (sanitize suite) cannot work under ptrace and fails the exit."""
-    env = dict(os.environ)
-    env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") +
-                           ":detect_leaks=0").lstrip(":")
-    return env
 
 
 def strace_counts(path):

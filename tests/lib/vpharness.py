@@ -22,6 +22,15 @@ VPORTFS_SIM = os.path.join(BUILD, "vportfs-sim")
 _live = []
 
 
+def untraceable_leak_check_off():
+    """The environment for a program run under strace: LeakSanitizer
+    (sanitize suite) cannot work under ptrace and fails the exit."""
+    env = dict(os.environ)
+    env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") +
+                           ":detect_leaks=0").lstrip(":")
+    return env
+
+
 def wait_until(pred, timeout=5.0, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout
     while True:
