@@ -455,8 +455,8 @@ EOF
 	for i in $(seq "$repeat"); do
 		exec {umlin}<"$port"
 		# cat's reads (the issue's row is `cat` reading): 128 KiB into
-		# a page-aligned buffer.  1 MiB reads of the 50-100 KiB a reply
-		# carries here cost more (docs/performance.md).
+		# a page-aligned buffer.  docs/performance.md compares them
+		# with 1 MiB reads.
 		"$bench" --check "$uml_bytes" --zero --io-size 131072 <&"$umlin" >"$work/uml.check" 2>"$work/uml-check.log" &
 		ucheck=$!
 		pids+=("$ucheck")
