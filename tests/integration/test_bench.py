@@ -27,6 +27,11 @@ ROW = re.compile(
     r"(?P<how>\[[0-9]+\])$")
 
 
+def pattern(n):
+    """The first n bytes of the bench's stream: byte i is i % 251."""
+    return (bytes(range(251)) * (n // 251 + 1))[:n]
+
+
 def run_bench(sections, env_extra, timeout=TIMEOUT):
     """bench.sh's output; its processes and mounts gone afterwards."""
     tmp = tempfile.mkdtemp(prefix="vportfs-test-bench-", dir="/var/tmp")
@@ -235,7 +240,7 @@ class GenCheckBuffers(unittest.TestCase):
         p = subprocess.run([self.BENCH, "--gen", str(n), "--io-size",
                             "4099"], capture_output=True, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
-        want = bytes(i % 251 for i in range(251)) * 4099
+        want = pattern(n)
         self.assertEqual(len(p.stdout), n)
         if p.stdout != want:
             self.fail("the stream differs at offset %d" %
@@ -264,8 +269,7 @@ class GuestReceiverChecks(unittest.TestCase):
         receive buffers in `seg_size`-byte segments if given).  A
         guest that stops at a wrong byte leaves the writer blocked: it is
         killed once the guest is done."""
-        data = bytearray(i % 251 for i in range(251)) * (self.SIZE // 251 + 1)
-        del data[self.SIZE:]
+        data = bytearray(pattern(self.SIZE))
         if bad_at is not None:
             data[bad_at] ^= 0xff
         with Daemon(ports=("name=bench",)) as d, \
