@@ -4,8 +4,7 @@
 #
 # Fails, naming the file, line and rule, when a source under ROOT/src
 # includes a header of a room its room may not see, a private header of
-# another folder, libev or libsystemd outside src/cli, or libfuse outside
-# src/fs.  The build runs it before compiling anything (target
+# another folder, libev outside src/cli, or libfuse outside src/fs.  The build runs it before compiling anything (target
 # check_layers).
 
 # Which room each public header belongs to.
@@ -69,8 +68,6 @@ foreach(rel IN LISTS sources)
       list(APPEND errors "src/${rel}: only src/cli may use libev (STYLE rule 6)")
     elseif(line MATCHES "#[ \t]*include[ \t]*<fuse" AND NOT room STREQUAL "fs")
       list(APPEND errors "src/${rel}: only src/fs may use libfuse")
-    elseif(line MATCHES "#[ \t]*include[ \t]*<systemd/" AND NOT room STREQUAL "cli")
-      list(APPEND errors "src/${rel}: only src/cli may use libsystemd")
     endif()
   endforeach()
 endforeach()

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
 	build-essential cmake pkg-config
 	libfuse3-dev fuse3 libev-dev libcmocka-dev libjson-c-dev
-	libsystemd-dev systemd
+	systemd
 	attr user-mode-linux socat python3 util-linux procps kmod
 	clang libclang-rt-14-dev valgrind linux-perf
 	mandoc dpkg-dev apt strace

@@ -1,8 +1,9 @@
 /*
  * Life under a service manager: systemd's socket activation
  * (sd_listen_fds(3)) and readiness and status notification (sd_notify(3)),
- * through libsystemd.  Without a service manager every call here is a
- * quiet no-op, so the daemon runs the same by hand.
+ * both protocols spoken directly, as sd_notify(3) invites ("the protocol
+ * is stable").  Without a service manager every call here is a quiet
+ * no-op, so the daemon runs the same by hand.
  */
 #ifndef VPORTFS_SERVICE_H
 #define VPORTFS_SERVICE_H
@@ -20,8 +21,23 @@ struct hub;
  * more than one was (a vportfs instance serves one VM: vportfs@.socket
  * has one ListenStream=), a configuration error like a bad option.  *name gets
  * its LISTEN_FDNAMES name, or "activated socket" (valid until the next call).
+ * LISTEN_PID or LISTEN_FDS that are not numbers, or a passed fd that is
+ * not open, are -EINVAL with a line in err; variables meant for another
+ * pid (a parent's, leaked) are -ENOENT and their fds are left alone.
  */
 int vp_service_activated_fd(const char **name, char *err, size_t errlen);
+
+/*
+ * Send `state` (sd_notify(3)'s newline-separated VAR=value assignments,
+ * e.g. "READY=1") as one datagram to $NOTIFY_SOCKET: a unix socket path,
+ * or an abstract one when it starts with '@'.  0 when sent or when
+ * NOTIFY_SOCKET is unset or empty (no service manager); -EAFNOSUPPORT
+ * for another kind of address (systemd 254's "vsock:"), -ENAMETOOLONG
+ * past sun_path, or the -errno of socket(2)/sendto(2) (-ECONNREFUSED:
+ * nobody listens there).  Does not block: the manager's socket is a
+ * datagram socket with a queue, and a full one is -EAGAIN.
+ */
+int vp_service_notify(const char *state);
 
 /*
  * Is fd a listening socket (SO_ACCEPTCONN), as virtiofsd's --fd gets from

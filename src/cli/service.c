@@ -1,53 +1,160 @@
 /*
- * Socket activation and sd_notify(3), through libsystemd: see
+ * Socket activation (sd_listen_fds(3)) and readiness notification
+ * (sd_notify(3)), speaking systemd's protocols directly: see
  * vportfs/service.h.
+ *
+ * The one design choice: no libsystemd.  Both protocols are a few
+ * environment variables and one datagram, and systemd documents them as
+ * the stable interface ("Standalone Implementations" in sd_notify(3)).
+ * libsystemd brings libgcrypt, libgpg-error, libzstd, liblzma, liblz4 and
+ * libcap with it: about 1 MiB of the daemon's resident memory, a quarter
+ * of its budget (docs/performance.md), for three calls.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <systemd/sd-daemon.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "vportfs/hub.h"
 #include "vportfs/log.h"
 #include "vportfs/service.h"
 
+/* sd_listen_fds(3): passed fds start here. */
+#define LISTEN_FDS_START 3
+
+/* A whole decimal number in [0, max], or -1. */
+static long parse_count(const char *s, long max)
+{
+	char *end;
+	long v;
+
+	if (!s || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || v > max)
+		return -1;
+	return v;
+}
+
+/*
+ * The n-th colon-separated name of LISTEN_FDNAMES into buf, or "" when
+ * there is none; systemd names unnamed sockets "unknown".
+ */
+static void fd_name(const char *names, unsigned n, char *buf, size_t len)
+{
+	const char *p = names ? names : "";
+
+	buf[0] = 0;
+	for (; n > 0 && p; n--) {
+		p = strchr(p, ':');
+		if (p)
+			p++;
+	}
+	if (p)
+		snprintf(buf, len, "%.*s", (int)strcspn(p, ":"), p);
+}
+
 int vp_service_activated_fd(const char **name, char *err, size_t errlen)
 {
 	static char name_buf[256];
-	char **names = NULL;
-	int n;
+	const char *pid_s = getenv("LISTEN_PID");
+	const char *fds_s = getenv("LISTEN_FDS");
+	const char *names = getenv("LISTEN_FDNAMES");
+	long pid, n;
+	int rc = 0;
 
-	/* 1: unset LISTEN_*; the fds get FD_CLOEXEC. */
-	n = sd_listen_fds_with_names(1, &names);
-	if (n < 0) {
-		snprintf(err, errlen, "socket activation: %s", strerror(-n));
-		return -EINVAL;
+	/* For this process (LISTEN_PID) or for none: a parent's variables
+	 * leaked to us name fds that are not ours. */
+	if (!pid_s || !fds_s)
+		goto unset;
+	pid = parse_count(pid_s, LONG_MAX);
+	n = parse_count(fds_s, INT_MAX - LISTEN_FDS_START);
+	if (pid < 0 || n < 0) {
+		snprintf(err, errlen,
+			 "socket activation: LISTEN_PID=%s LISTEN_FDS=%s: not "
+			 "numbers",
+			 pid_s, fds_s);
+		rc = -EINVAL;
+		goto unset;
+	}
+	if (pid != (long)getpid() || n == 0)
+		goto unset;
+	for (long i = 0; i < n; i++) {
+		int fd = LISTEN_FDS_START + (int)i;
+		int flags = fcntl(fd, F_GETFD);
+
+		if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) {
+			snprintf(err, errlen,
+				 "socket activation: fd %d of LISTEN_FDS=%ld: "
+				 "%s",
+				 fd, n, strerror(errno));
+			rc = -EINVAL;
+			goto unset;
+		}
 	}
 	if (n > 1) {
 		snprintf(err, errlen,
-			 "socket activation passed %d sockets; a vportfs "
+			 "socket activation passed %ld sockets; a vportfs "
 			 "instance serves one VM (one ListenStream=)",
 			 n);
-		for (int i = 0; i < n; i++)
-			close(SD_LISTEN_FDS_START + i);
+		for (long i = 0; i < n; i++)
+			close(LISTEN_FDS_START + (int)i);
+		rc = -EINVAL;
+		goto unset;
 	}
-	if (n == 1)
-		snprintf(name_buf, sizeof(name_buf), "%s",
-			 names && names[0] && strcmp(names[0], "unknown")
-				 ? names[0]
-				 : "activated socket");
-	for (int i = 0; names && names[i]; i++)
-		free(names[i]);
-	free(names);
-	if (n == 0)
-		return -ENOENT;
-	if (n > 1)
-		return -EINVAL;
+	fd_name(names, 0, name_buf, sizeof(name_buf));
+	if (!name_buf[0] || !strcmp(name_buf, "unknown"))
+		snprintf(name_buf, sizeof(name_buf), "activated socket");
 	*name = name_buf;
-	return SD_LISTEN_FDS_START;
+	rc = LISTEN_FDS_START;
+unset:
+	/* Nothing we start may take them for its own. */
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	return rc ? rc : -ENOENT;
+}
+
+int vp_service_notify(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	size_t len;
+	socklen_t salen;
+	ssize_t sent;
+	int fd, rc = 0;
+
+	if (!path || !*path)
+		return 0;
+	/* A file system path, or '@' for Linux's abstract namespace. */
+	if (path[0] != '/' && path[0] != '@')
+		return -EAFNOSUPPORT;
+	len = strlen(path);
+	if (len >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, len);
+	if (path[0] == '@')
+		sa.sun_path[0] = 0;
+	/* An abstract name is exactly its bytes; a path ends at its NUL. */
+	salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
+			    (path[0] == '/'));
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	sent = sendto(fd, state, strlen(state), MSG_NOSIGNAL,
+		      (struct sockaddr *)&sa, salen);
+	if (sent < 0)
+		rc = -errno;
+	else if ((size_t)sent != strlen(state))
+		rc = -EMSGSIZE;
+	close(fd);
+	return rc;
 }
 
 int vp_service_fd_listening(int fd)
@@ -109,6 +216,23 @@ static void status_line(struct vp_service_status *st, char *buf, size_t len)
 			 st->where, nports, guest, host);
 }
 
+/* prefix + line, sent; a failure is told once (the socket will not
+ * come back: systemd made it before starting us). */
+static void notify_status(const char *prefix, const char *line)
+{
+	static bool warned;
+	char msg[sizeof(((struct vp_service_status *)0)->last) + 32];
+	int rc;
+
+	snprintf(msg, sizeof(msg), "%s%s", prefix, line);
+	rc = vp_service_notify(msg);
+	if (rc < 0 && !warned) {
+		vp_warn("NOTIFY_SOCKET=%s: %s", getenv("NOTIFY_SOCKET"),
+			strerror(-rc));
+		warned = true;
+	}
+}
+
 static void on_changed(void *opaque)
 {
 	struct vp_service_status *st = opaque;
@@ -117,7 +241,7 @@ static void on_changed(void *opaque)
 	status_line(st, line, sizeof(line));
 	if (strcmp(line, st->last) != 0) {
 		memcpy(st->last, line, sizeof(line));
-		sd_notifyf(0, "STATUS=%s", line);
+		notify_status("STATUS=", line);
 	}
 }
 
@@ -153,16 +277,12 @@ void vp_service_status_free(struct vp_service_status *st)
 
 void vp_service_ready(struct vp_service_status *st)
 {
-	int rc;
-
 	if (st)
 		status_line(st, st->last, sizeof(st->last));
-	rc = sd_notifyf(0, "READY=1\nSTATUS=%s", st ? st->last : "serving");
-	if (rc < 0)
-		vp_warn("NOTIFY_SOCKET: %s", strerror(-rc));
+	notify_status("READY=1\nSTATUS=", st ? st->last : "serving");
 }
 
 void vp_service_stopping(void)
 {
-	sd_notify(0, "STOPPING=1");
+	notify_status("STOPPING=1", "");
 }

@@ -1,0 +1,299 @@
+/*
+ * Unit tests for src/cli/service.c: systemd's socket activation and
+ * notification protocols, spoken without libsystemd.
+ *
+ * Activation puts a socket on fd 3 and sets LISTEN_* as systemd does
+ * (sd_listen_fds(3)); notification listens on a datagram socket of our
+ * own, by path and in the abstract namespace, as systemd's manager does.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "vportfs/service.h"
+
+/* ---- socket activation ------------------------------------------------ */
+
+/* A socket on fd 3, not close-on-exec, as systemd hands it over. */
+static int setup_fd3(void **state)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	(void)state;
+	assert_true(fd >= 0);
+	if (fd != 3) {
+		assert_int_equal(dup2(fd, 3), 3);
+		close(fd);
+	}
+	assert_int_equal(fcntl(3, F_GETFD) & FD_CLOEXEC, 0);
+	return 0;
+}
+
+static int teardown_fd3(void **state)
+{
+	(void)state;
+	close(3);
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	return 0;
+}
+
+static void set_listen(const char *pid, const char *fds, const char *names)
+{
+	char own[32];
+
+	if (!pid) {
+		snprintf(own, sizeof(own), "%ld", (long)getpid());
+		pid = own;
+	}
+	assert_int_equal(setenv("LISTEN_PID", pid, 1), 0);
+	assert_int_equal(setenv("LISTEN_FDS", fds, 1), 0);
+	if (names)
+		assert_int_equal(setenv("LISTEN_FDNAMES", names, 1), 0);
+}
+
+static void assert_listen_unset(void)
+{
+	assert_null(getenv("LISTEN_PID"));
+	assert_null(getenv("LISTEN_FDS"));
+	assert_null(getenv("LISTEN_FDNAMES"));
+}
+
+static void test_activated_fd_is_fd_3_named_and_close_on_exec(void **state)
+{
+	const char *name = NULL;
+	char err[256] = "";
+
+	(void)state;
+	set_listen(NULL, "1", "vm1");
+	assert_int_equal(vp_service_activated_fd(&name, err, sizeof(err)), 3);
+	assert_string_equal(name, "vm1");
+	assert_int_equal(fcntl(3, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	assert_listen_unset();
+}
+
+static void test_an_unnamed_socket_is_called_activated_socket(void **state)
+{
+	const char *names[] = {NULL, "unknown", ""};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
+		const char *name = NULL;
+		char err[256] = "";
+
+		set_listen(NULL, "1", names[i]);
+		assert_int_equal(
+			vp_service_activated_fd(&name, err, sizeof(err)), 3);
+		assert_string_equal(name, "activated socket");
+	}
+}
+
+static void test_nothing_passed_is_enoent(void **state)
+{
+	const char *name = NULL;
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(vp_service_activated_fd(&name, err, sizeof(err)),
+			 -ENOENT);
+	set_listen(NULL, "0", NULL);
+	assert_int_equal(vp_service_activated_fd(&name, err, sizeof(err)),
+			 -ENOENT);
+	assert_null(name);
+	assert_listen_unset();
+}
+
+/* A parent's variables leaked to us describe its fds, not ours: fd 3 is
+ * left as it was, and the variables go so no child of ours takes them. */
+static void test_another_pids_sockets_are_not_ours(void **state)
+{
+	const char *name = NULL;
+	char err[256] = "";
+
+	(void)state;
+	set_listen("1", "1", "vm1");
+	assert_int_equal(vp_service_activated_fd(&name, err, sizeof(err)),
+			 -ENOENT);
+	assert_int_equal(fcntl(3, F_GETFD) & FD_CLOEXEC, 0);
+	assert_listen_unset();
+}
+
+static void test_variables_that_are_not_numbers_are_einval(void **state)
+{
+	static const char *const bad[][2] = {
+		{NULL, "one"}, {NULL, "-1"}, {NULL, "1x"},
+		{NULL, ""},    {"x", "1"},   {NULL, "99999999999"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		const char *name = NULL;
+		char err[256] = "";
+
+		set_listen(bad[i][0], bad[i][1], NULL);
+		assert_int_equal(
+			vp_service_activated_fd(&name, err, sizeof(err)),
+			-EINVAL);
+		assert_non_null(strstr(err, "LISTEN_FDS="));
+		assert_listen_unset();
+	}
+}
+
+static void test_a_passed_fd_that_is_not_open_is_einval(void **state)
+{
+	const char *name = NULL;
+	char err[256] = "";
+
+	(void)state;
+	set_listen(NULL, "2", NULL); /* fd 4 is not open */
+	assert_int_equal(vp_service_activated_fd(&name, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "fd 4"));
+	assert_listen_unset();
+}
+
+/* ---- notification ------------------------------------------------------ */
+
+struct manager {
+	int fd;
+	char path[108];
+};
+
+/* A datagram socket standing in for systemd's: a path under a private
+ * directory, or, with abstract, a name in Linux's abstract namespace. */
+static void manager_open(struct manager *m, bool abstract)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char dir[] = "/tmp/test_service.XXXXXX";
+	socklen_t len;
+
+	m->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(m->fd >= 0);
+	if (abstract) {
+		snprintf(m->path, sizeof(m->path), "@vportfs-test-%ld",
+			 (long)getpid());
+		memcpy(sa.sun_path, m->path, strlen(m->path));
+		sa.sun_path[0] = 0;
+		len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+				  strlen(m->path));
+	} else {
+		assert_non_null(mkdtemp(dir));
+		snprintf(m->path, sizeof(m->path), "%s/notify", dir);
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", m->path);
+		len = sizeof(sa);
+	}
+	assert_int_equal(bind(m->fd, (struct sockaddr *)&sa, len), 0);
+	assert_int_equal(setenv("NOTIFY_SOCKET", m->path, 1), 0);
+}
+
+static void manager_close(struct manager *m)
+{
+	close(m->fd);
+	if (m->path[0] == '/') {
+		unlink(m->path);
+		*strrchr(m->path, '/') = 0;
+		rmdir(m->path);
+	}
+	unsetenv("NOTIFY_SOCKET");
+}
+
+/* The next datagram, whole. */
+static void assert_received(struct manager *m, const char *want)
+{
+	char buf[1024];
+	ssize_t n = recv(m->fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+
+	assert_true(n >= 0);
+	buf[n] = 0;
+	assert_string_equal(buf, want);
+}
+
+static void test_notify_reaches_a_path_socket(void **state)
+{
+	struct manager m;
+
+	(void)state;
+	manager_open(&m, false);
+	assert_int_equal(vp_service_notify("READY=1\nSTATUS=serving"), 0);
+	assert_received(&m, "READY=1\nSTATUS=serving");
+	manager_close(&m);
+}
+
+static void test_notify_reaches_an_abstract_socket(void **state)
+{
+	struct manager m;
+
+	(void)state;
+	manager_open(&m, true);
+	assert_int_equal(vp_service_notify("STOPPING=1"), 0);
+	assert_received(&m, "STOPPING=1");
+	manager_close(&m);
+}
+
+static void test_notify_without_a_manager_is_a_quiet_no_op(void **state)
+{
+	(void)state;
+	unsetenv("NOTIFY_SOCKET");
+	assert_int_equal(vp_service_notify("READY=1"), 0);
+	setenv("NOTIFY_SOCKET", "", 1);
+	assert_int_equal(vp_service_notify("READY=1"), 0);
+	unsetenv("NOTIFY_SOCKET");
+}
+
+static void test_notify_to_a_bad_address_says_why(void **state)
+{
+	char longpath[200];
+	char dir[] = "/tmp/test_service.XXXXXX";
+	char gone[64];
+
+	(void)state;
+	setenv("NOTIFY_SOCKET", "vsock:2:1234", 1);
+	assert_int_equal(vp_service_notify("READY=1"), -EAFNOSUPPORT);
+	setenv("NOTIFY_SOCKET", "relative/notify", 1);
+	assert_int_equal(vp_service_notify("READY=1"), -EAFNOSUPPORT);
+	memset(longpath, 'a', sizeof(longpath) - 1);
+	longpath[0] = '/';
+	longpath[sizeof(longpath) - 1] = 0;
+	setenv("NOTIFY_SOCKET", longpath, 1);
+	assert_int_equal(vp_service_notify("READY=1"), -ENAMETOOLONG);
+	assert_non_null(mkdtemp(dir));
+	snprintf(gone, sizeof(gone), "%s/nobody", dir);
+	setenv("NOTIFY_SOCKET", gone, 1);
+	assert_int_equal(vp_service_notify("READY=1"), -ENOENT);
+	rmdir(dir);
+	unsetenv("NOTIFY_SOCKET");
+}
+
+#define FD3(name) cmocka_unit_test_setup_teardown(name, setup_fd3, teardown_fd3)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		FD3(test_activated_fd_is_fd_3_named_and_close_on_exec),
+		FD3(test_an_unnamed_socket_is_called_activated_socket),
+		FD3(test_nothing_passed_is_enoent),
+		FD3(test_another_pids_sockets_are_not_ours),
+		FD3(test_variables_that_are_not_numbers_are_einval),
+		FD3(test_a_passed_fd_that_is_not_open_is_einval),
+		cmocka_unit_test(test_notify_reaches_a_path_socket),
+		cmocka_unit_test(test_notify_reaches_an_abstract_socket),
+		cmocka_unit_test(
+			test_notify_without_a_manager_is_a_quiet_no_op),
+		cmocka_unit_test(test_notify_to_a_bad_address_says_why),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
