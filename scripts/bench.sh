@@ -166,10 +166,11 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # A run of the simulated guest in the background: its pid in $sim.
+sim_pin=() # a command the simulated guest runs under (taskset)
 sim_bg() {
 	local out=$1
 	shift
-	"$bench" "$@" >"$out" 2>"$out.log" &
+	"${sim_pin[@]}" "$bench" "$@" >"$out" 2>"$out.log" &
 	sim=$!
 	pids+=("$sim")
 }
@@ -242,6 +243,7 @@ fi
 if want port || want rtt; then
 	mkdir "$work/null"
 	"$build/vportfs-nullfs" "$work/null" 2>"$work/nullfs.log" &
+	null_pid=$!
 	pids+=($!)
 	mounts+=("$work/null")
 	wait_mount "$work/null"
@@ -292,24 +294,66 @@ if want port; then
 	V[pipe]=$(median "${pipe[@]}")
 fi
 
-if want rtt; then
-	sim_bg "$work/rtt" --socket "$work/main.sock" --port bench --mode rtt --count "$rtt_count"
+# Is every thread of process $1 allowed on exactly one CPU?
+on_one_cpu() {
+	local t
+	for t in /proc/"$1"/task/*; do
+		[[ $(taskset -c -p "${t##*/}") =~ :\ *[0-9]+$ ]] || return 1
+	done
+}
+
+# rtt_run SUFFIX [CPU]: the three round trips ([5]), every process on CPU
+# when one is given (the daemon and the null FUSE server moved there for
+# the while, and back); results in V[rtt$SUFFIX], V[rtt_null$SUFFIX]...
+rtt_run() {
+	local sfx=$1 cpu=${2:-} pin=() p mask=()
+	if [ -n "$cpu" ]; then
+		pin=(taskset -c "$cpu")
+		for p in "$main_pid" "$null_pid"; do
+			mask+=("$(taskset -p "$p" | awk '{ print $NF }')")
+			taskset -a -p -c "$cpu" "$p" >/dev/null
+			on_one_cpu "$p" || die "could not keep $p on CPU $cpu"
+		done
+	fi
+	sim_pin=("${pin[@]}")
+	sim_bg "$work/rtt" --socket "$work/main.sock" --port bench \
+		--mode rtt --count "$rtt_count"
+	sim_pin=()
 	wait_guest_open "$port"
-	prof_start rtt "$main_pid" "$sim"
-	"$bench" --echo "$port" 2>"$work/echo.log" &
+	prof_start "rtt$sfx" "$main_pid" "$sim"
+	"${pin[@]}" "$bench" --echo "$port" 2>"$work/echo.log" &
 	echo_pid=$!
 	pids+=("$echo_pid")
 	wait "$sim" || die "rtt guest failed"
 	prof_stop
 	wait "$echo_pid" || die "rtt echo failed" # EOF once the guest closes
-	V[rtt]=$(field median_us "$work/rtt")
-	V[rtt_p99]=$(field p99_us "$work/rtt")
-	"$bench" --rtt-file "$work/null/null" --count "$rtt_count" >"$work/rtt-null" ||
-		die "null FUSE round trips failed"
-	V[rtt_null]=$(field median_us "$work/rtt-null")
-	V[rtt_null_p99]=$(field p99_us "$work/rtt-null")
-	"$bench" --rtt-pipe --count "$rtt_count" >"$work/rtt-pipe" || die "pipe round trips failed"
-	V[rtt_pipe]=$(field median_us "$work/rtt-pipe")
+	V[rtt$sfx]=$(field median_us "$work/rtt")
+	V[rtt_p99$sfx]=$(field p99_us "$work/rtt")
+	"${pin[@]}" "$bench" --rtt-file "$work/null/null" --count "$rtt_count" \
+		>"$work/rtt-null" || die "null FUSE round trips failed"
+	V[rtt_null$sfx]=$(field median_us "$work/rtt-null")
+	V[rtt_null_p99$sfx]=$(field p99_us "$work/rtt-null")
+	"${pin[@]}" "$bench" --rtt-pipe --count "$rtt_count" >"$work/rtt-pipe" ||
+		die "pipe round trips failed"
+	V[rtt_pipe$sfx]=$(field median_us "$work/rtt-pipe")
+	if [ -n "$cpu" ]; then
+		# Each tool says on how many CPUs it was allowed to run.
+		for f in rtt rtt-null rtt-pipe; do
+			[ "$(field cpus "$work/$f")" = 1 ] ||
+				die "$f ran on more than one CPU: $(cat "$work/$f")"
+		done
+		taskset -a -p "${mask[0]}" "$main_pid" >/dev/null
+		taskset -a -p "${mask[1]}" "$null_pid" >/dev/null
+	fi
+}
+
+if want rtt; then
+	# The first CPU we may use: the round trips are measured on it
+	# (docs/performance.md, "Why the round trips run on one CPU").
+	rtt_cpu=$(taskset -c -p $$ | sed 's/.*: *//; s/[-,].*//')
+	rtt_run "" "$rtt_cpu"
+	rtt_run _free
+	V[rtt_floor]=$(awk -v a="${V[rtt_null]}" -v b="${V[rtt_pipe]}" 'BEGIN { printf "%.1f", a + b }')
 fi
 
 if want socket; then
@@ -511,7 +555,10 @@ fi
 if want rtt; then
 	row "1-byte round trip, port file (med)" "${V[rtt]}" us "null FUSE write+read (med)" "${V[rtt_null]}" '<=1.3' '[5]'
 	row "1-byte round trip, port file (p99)" "${V[rtt_p99]}" us "null FUSE write+read (p99)" "${V[rtt_null_p99]}" - '[5]'
+	row "1-byte round trip, port file (med)" "${V[rtt]}" us "null FUSE w+r + pipe (floor)" "${V[rtt_floor]}" - '[5]'
 	row "1-byte round trip, port file (med)" "${V[rtt]}" us "pipe round trip (med)" "${V[rtt_pipe]}" - '[5]'
+	row "... on any CPU (med)" "${V[rtt_free]}" us "null FUSE write+read (med)" "${V[rtt_null_free]}" - '[5]'
+	row "... on any CPU (med)" "${V[rtt_free]}" us "pipe round trip (med)" "${V[rtt_pipe_free]}" - '[5]'
 fi
 if want ports; then
 	first=
@@ -562,7 +609,13 @@ ceiling runs interleaved; us are microseconds; every byte is verified.
     sends it back.  Ceilings: vportfs-bench --rtt-file, 1-byte write()
     then 1-byte read() on one fd of the null FUSE file (two FUSE round
     trips); vportfs-bench --rtt-pipe, 1 byte to a child and back over two
-    pipes.
+    pipes.  Every process of these rows on CPU ${rtt_cpu:-0} (taskset): a
+    round trip then costs the work it does, not where the scheduler put
+    its processes (a wakeup across this VM's CPUs costs tens of us, and
+    two processes share a CPU or not by chance).  The floor is the null
+    FUSE round trip plus a pipe round trip: a port's trip is the null's
+    four hand-offs plus the guest's kick and interrupt, two more.  "On
+    any CPU": the same three, unpinned, for scale.
 [6] one simulated guest streams $(mib "$bytes")/N into each of N ports at
     once (TX interleaved in one loop), N --check readers in parallel;
     $repeat timed rounds (median) after $(mib "$warmup") per port untimed

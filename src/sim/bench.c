@@ -32,6 +32,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -328,14 +329,25 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* How many CPUs this process may run on (its affinity), 0 if unknown:
+ * the bench runs its round trips on one (docs/performance.md). */
+static int cpus_allowed(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return 0;
+	return CPU_COUNT(&set);
+}
+
 /* Sorts us[0..count) and prints its nearest-rank percentiles. */
 static void print_rtt(const char *mode, double *us, size_t count)
 {
 	qsort(us, count, sizeof(*us), cmp_double);
 	printf("mode=%s count=%zu min_us=%.1f median_us=%.1f p99_us=%.1f "
-	       "max_us=%.1f\n",
+	       "max_us=%.1f cpus=%d\n",
 	       mode, count, us[0], us[(count - 1) / 2],
-	       us[(count * 99 + 99) / 100 - 1], us[count - 1]);
+	       us[(count * 99 + 99) / 100 - 1], us[count - 1], cpus_allowed());
 	fflush(stdout);
 }
 
@@ -819,7 +831,8 @@ static void usage(FILE *f)
 	      "bytes and MBps are the totals over all ports.\n"
 	      "rtt: N times, 1 byte to the port and back from --echo, which\n"
 	      "holds the port file open read-write and returns what it reads;\n"
-	      "prints mode=rtt count=N min_us median_us p99_us max_us.\n"
+	      "prints mode=rtt count=N min_us median_us p99_us max_us\n"
+	      "cpus (how many CPUs it was allowed to run on).\n"
 	      "--rtt-file: N times, write 1 byte to FILE and read 1 byte\n"
 	      "from it (one fd, read-write; the read must return the\n"
 	      "pattern: a null FUSE file); --rtt-pipe: N times, 1 byte to a\n"

@@ -120,6 +120,7 @@ class BenchTable(BenchCase):
             "guest->host socket chardev", "host->guest socket chardev",
             "1-byte round trip, port file (med)",
             "1-byte round trip, port file (p99)",
+            "... on any CPU (med)",
             "1 port guest->host, alone", "8 ports guest->host at once",
             "31 ports guest->host at once", "126 ports guest->host at once",
             "RSS idle, 1 port", "RSS idle, 127 ports",
@@ -127,23 +128,38 @@ class BenchTable(BenchCase):
             "idle CPU, guest connected",
         ])
         rows = table(out)
-        # Both round-trip ceilings: null FUSE and a pipe.
+        # The round trip's ceilings: null FUSE, the floor, a pipe; the
+        # unpinned run's two for scale.
         self.assertEqual(
             sorted(m.group("ceiling") for m in
                    rows["1-byte round trip, port file (med)"]),
+            ["null FUSE w+r + pipe (floor)", "null FUSE write+read (med)",
+             "pipe round trip (med)"])
+        self.assertEqual(
+            sorted(m.group("ceiling") for m in
+                   rows["... on any CPU (med)"]),
             ["null FUSE write+read (med)", "pipe round trip (med)"])
+        # The floor is the sum of the two pinned ceilings.
+        ceil = {m.group("ceiling"): float(m.group("cvalue"))
+                for m in rows["1-byte round trip, port file (med)"]}
+        self.assertAlmostEqual(
+            ceil["null FUSE w+r + pipe (floor)"],
+            ceil["null FUSE write+read (med)"] +
+            ceil["pipe round trip (med)"], delta=0.11)
 
     def test_sections_print_only_their_rows(self):
         out, _ = run_bench("rtt", {"BENCH_RTT": "200"})
         self.check_rows(out, ["1-byte round trip, port file (med)",
-                              "1-byte round trip, port file (p99)"])
+                              "1-byte round trip, port file (p99)",
+                              "... on any CPU (med)"])
 
     def test_bench_perf_profiles_each_row_it_runs(self):
         d = tempfile.mkdtemp(prefix="vportfs-test-perf-", dir="/var/tmp")
         self.addCleanup(subprocess.run, ["rm", "-rf", d])
         out, _ = run_bench("rtt", {"BENCH_RTT": "2000", "BENCH_PERF": d})
         self.check_rows(out, ["1-byte round trip, port file (med)",
-                              "1-byte round trip, port file (p99)"])
+                              "1-byte round trip, port file (p99)",
+                              "... on any CPU (med)"])
         head = "profile of row 'rtt' (%s/rtt.data)" % d
         self.assertIn(head, out)
         # At least one entry: the share, the process, the symbol.
@@ -151,6 +167,29 @@ class BenchTable(BenchCase):
         self.assertRegex(after[0] if after else "",
                          r"^\s+[0-9.]+%\s+(vportfs|vportfs-bench)\s")
         self.assertTrue(os.path.getsize(os.path.join(d, "rtt.data")) > 0)
+
+
+class RoundTripCpus(unittest.TestCase):
+    """The round-trip tools say on how many CPUs they may run: bench.sh
+    checks that its pinned round trips ran on one."""
+
+    BENCH = os.path.join(BUILD, "vportfs-bench")
+
+    def cpus(self, prefix):
+        p = subprocess.run(prefix + [self.BENCH, "--rtt-pipe", "--count",
+                                     "20"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        m = re.search(r"\bcpus=([0-9]+)$", p.stdout.strip())
+        self.assertIsNotNone(m, p.stdout)
+        return int(m.group(1))
+
+    def test_pinned_is_one_cpu(self):
+        cpu = min(os.sched_getaffinity(0))
+        self.assertEqual(self.cpus(["taskset", "-c", str(cpu)]), 1)
+
+    def test_unpinned_is_every_allowed_cpu(self):
+        self.assertEqual(self.cpus([]), len(os.sched_getaffinity(0)))
 
 
 class CheckSkip(unittest.TestCase):
