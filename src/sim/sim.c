@@ -1307,6 +1307,21 @@ static bool port_has_queues(const struct sim *s, unsigned nr)
 	return nr < s->st.nports && s->connected;
 }
 
+static void sock_event(struct sim *s);
+
+/* Is there input, or a hang-up, on the vhost-user socket? */
+static bool sock_readable(const struct sim *s)
+{
+	struct pollfd p = {.fd = s->sock, .events = POLLIN};
+
+	return s->sock >= 0 && poll(&p, 1, 0) > 0;
+}
+
+/* Spin until the daemon returns a control-tx buffer, as Linux's
+ * __send_control_msg does.  Its spin also ends when the device goes
+ * (virtqueue_is_broken: UML marks every queue broken when the backend's
+ * socket closes), so a daemon that exited is "disconnected", not a device
+ * that kept the buffer. */
 static int ctrl_tx_wait(struct sim *s, struct sim_vq *vq)
 {
 	int64_t deadline = now_ms() + s->o.ctrl_timeout_ms;
@@ -1331,6 +1346,11 @@ static int ctrl_tx_wait(struct sim *s, struct sim_vq *vq)
 		}
 		if (s->backend_fd >= 0)
 			backend_service(s);
+		if (sock_readable(s)) {
+			sock_event(s); /* says why, if it was the end */
+			if (!s->connected)
+				return -ENOTCONN;
+		}
 		struct timespec ts = {.tv_nsec = 50000};
 		nanosleep(&ts, NULL);
 	}

@@ -8,6 +8,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -15,7 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 
 from vpharness import VPORTFS_SIM, poll_events, read_exact, readable, wait_until  # noqa: E402
-from simctl import Sim, txq  # noqa: E402
+from simctl import Sim, SimDisconnected, txq  # noqa: E402
 from test_port_files import Blocked, PortTest  # noqa: E402
 
 
@@ -93,6 +94,26 @@ class MountStays(RestartTest):
         self.guest_write(b"new")
         self.assertEqual(read_exact(fd, len(b"from the old VMnew")),
                          b"from the old VMnew")
+
+
+class DaemonGoes(RestartTest):
+    """The other way round: the daemon exits while the guest waits on it."""
+    sim_args = ("--ctrl-timeout", "5000")
+
+    def test_control_message_to_an_exiting_daemon_ends_disconnected(self):
+        # Like UML's guest, whose spin on a control-tx buffer ends when
+        # the backend's socket closes: the sim used to wait its whole
+        # control deadline and call it a device bug.
+        self.guest_open()
+        os.kill(self.d.proc.pid, signal.SIGSTOP)  # takes no buffer back
+        threading.Timer(0.3, os.kill,
+                        (self.d.proc.pid, signal.SIGKILL)).start()
+        start = time.monotonic()
+        with self.assertRaises(SimDisconnected) as cm:
+            self.sim.close_port(self.nr)
+        self.assertLess(time.monotonic() - start, 4.0)
+        self.assertIn("closed the vhost-user connection",
+                      str(cm.exception))
 
 
 class BlockedWriter(RestartTest):
