@@ -4,8 +4,8 @@
 #
 # Fails, naming the file, line and rule, when a source under ROOT/src
 # includes a header of a room its room may not see, a private header of
-# another folder, libev outside src/cli, or libfuse outside src/fs.  The build runs it before compiling anything (target
-# check_layers).
+# another folder, libev outside src/cli, or libfuse outside src/fs.
+# The build runs it before compiling anything (target check_layers).
 
 # Which room each public header belongs to.
 set(room_of_log.h util)

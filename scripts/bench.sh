@@ -310,9 +310,10 @@ rtt_run() {
 	if [ -n "$cpu" ]; then
 		pin=(taskset -c "$cpu")
 		for p in "$main_pid" "$null_pid"; do
-			mask+=("$(taskset -p "$p" | awk '{ print $NF }')")
-			taskset -a -p -c "$cpu" "$p" >/dev/null
-			on_one_cpu "$p" || die "could not keep $p on CPU $cpu"
+			mask+=("$(taskset -p "$p" | awk '{ print $NF }')") ||
+				die "cannot read the CPU affinity of $p"
+			taskset -a -p -c "$cpu" "$p" >/dev/null &&
+				on_one_cpu "$p" || die "cannot keep $p on CPU $cpu"
 		done
 	fi
 	sim_pin=("${pin[@]}")
@@ -342,8 +343,9 @@ rtt_run() {
 			[ "$(field cpus "$work/$f")" = 1 ] ||
 				die "$f ran on more than one CPU: $(cat "$work/$f")"
 		done
-		taskset -a -p "${mask[0]}" "$main_pid" >/dev/null
-		taskset -a -p "${mask[1]}" "$null_pid" >/dev/null
+		taskset -a -p "${mask[0]}" "$main_pid" >/dev/null &&
+			taskset -a -p "${mask[1]}" "$null_pid" >/dev/null ||
+			die "cannot give the servers their CPUs back"
 	fi
 }
 

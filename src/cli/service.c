@@ -17,7 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/un.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "vportfs/hub.h"
@@ -26,6 +30,11 @@
 
 /* sd_listen_fds(3): passed fds start here. */
 #define LISTEN_FDS_START 3
+
+/* statfs(2)'s f_type of a pidfd where pidfds are pidfs inodes. */
+#ifndef PID_FS_MAGIC
+#define PID_FS_MAGIC 0x50494446
+#endif
 
 /* A whole decimal number in [0, max], or -1. */
 static long parse_count(const char *s, long max)
@@ -44,11 +53,13 @@ static long parse_count(const char *s, long max)
 
 /*
  * The n-th colon-separated name of LISTEN_FDNAMES into buf, or "" when
- * there is none; systemd names unnamed sockets "unknown".
+ * there is none (systemd names unnamed sockets "unknown"); false if it
+ * does not fit.
  */
-static void fd_name(const char *names, unsigned n, char *buf, size_t len)
+static bool fd_name(const char *names, unsigned n, char *buf, size_t len)
 {
 	const char *p = names ? names : "";
+	size_t k;
 
 	buf[0] = 0;
 	for (; n > 0 && p; n--) {
@@ -56,8 +67,40 @@ static void fd_name(const char *names, unsigned n, char *buf, size_t len)
 		if (p)
 			p++;
 	}
-	if (p)
-		snprintf(buf, len, "%.*s", (int)strcspn(p, ":"), p);
+	if (!p)
+		return true;
+	k = strcspn(p, ":");
+	if (k >= len)
+		return false;
+	memcpy(buf, p, k);
+	buf[k] = 0;
+	return true;
+}
+
+/*
+ * Does LISTEN_PIDFDID (systemd 254 on: the inode of its pidfd for us,
+ * which a recycled pid cannot share) name this process?  Where pidfds
+ * have no inodes of their own (before pidfs, Linux 6.9) it cannot tell,
+ * and LISTEN_PID alone decides, as in libsystemd.
+ */
+static bool pidfd_id_is_ours(const char *id_s)
+{
+	struct statfs sfs;
+	struct stat st;
+	bool ours = true;
+	int fd;
+
+	if (!id_s)
+		return true;
+	fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	if (fd < 0)
+		return true;
+	if (fstatfs(fd, &sfs) == 0 && sfs.f_type == PID_FS_MAGIC &&
+	    fstat(fd, &st) == 0)
+		ours = strtoull(id_s, NULL, 10) ==
+		       (unsigned long long)st.st_ino;
+	close(fd);
+	return ours;
 }
 
 int vp_service_activated_fd(const char **name, char *err, size_t errlen)
@@ -66,24 +109,23 @@ int vp_service_activated_fd(const char **name, char *err, size_t errlen)
 	const char *pid_s = getenv("LISTEN_PID");
 	const char *fds_s = getenv("LISTEN_FDS");
 	const char *names = getenv("LISTEN_FDNAMES");
-	long pid, n;
-	int rc = 0;
+	long n;
+	int rc = -ENOENT;
 
-	/* For this process (LISTEN_PID) or for none: a parent's variables
-	 * leaked to us name fds that are not ours. */
-	if (!pid_s || !fds_s)
+	/* For this process or for none: a parent's variables leaked to us
+	 * describe its fds, not ours, whatever else they say. */
+	if (!pid_s || parse_count(pid_s, LONG_MAX) != (long)getpid() ||
+	    !pidfd_id_is_ours(getenv("LISTEN_PIDFDID")))
 		goto unset;
-	pid = parse_count(pid_s, LONG_MAX);
 	n = parse_count(fds_s, INT_MAX - LISTEN_FDS_START);
-	if (pid < 0 || n < 0) {
+	if (n < 0) {
 		snprintf(err, errlen,
-			 "socket activation: LISTEN_PID=%s LISTEN_FDS=%s: not "
-			 "numbers",
-			 pid_s, fds_s);
+			 "socket activation: LISTEN_FDS=%s: not a number",
+			 fds_s ? fds_s : "(unset)");
 		rc = -EINVAL;
 		goto unset;
 	}
-	if (pid != (long)getpid() || n == 0)
+	if (n == 0)
 		goto unset;
 	for (long i = 0; i < n; i++) {
 		int fd = LISTEN_FDS_START + (int)i;
@@ -108,23 +150,28 @@ int vp_service_activated_fd(const char **name, char *err, size_t errlen)
 		rc = -EINVAL;
 		goto unset;
 	}
-	fd_name(names, 0, name_buf, sizeof(name_buf));
-	if (!name_buf[0] || !strcmp(name_buf, "unknown"))
+	/* systemd caps a name at 255 bytes: one that does not fit is no
+	 * name of its. */
+	if (!fd_name(names, 0, name_buf, sizeof(name_buf)) || !name_buf[0] ||
+	    !strcmp(name_buf, "unknown"))
 		snprintf(name_buf, sizeof(name_buf), "activated socket");
 	*name = name_buf;
 	rc = LISTEN_FDS_START;
 unset:
 	/* Nothing we start may take them for its own. */
 	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_PIDFDID");
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_FDNAMES");
-	return rc ? rc : -ENOENT;
+	return rc;
 }
 
-int vp_service_notify(const char *state)
+int vp_service_notify(const char *state, int wait_ms)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct timeval tv = {.tv_sec = wait_ms / 1000,
+			     .tv_usec = (wait_ms % 1000) * 1000};
 	size_t len;
 	socklen_t salen;
 	ssize_t sent;
@@ -144,15 +191,26 @@ int vp_service_notify(const char *state)
 	/* An abstract name is exactly its bytes; a path ends at its NUL. */
 	salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
 			    (path[0] == '/'));
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	/* A full queue at the manager: wait_ms for room (SO_SNDTIMEO bounds
+	 * a blocking send to a datagram socket's peer), or none. */
+	fd = socket(AF_UNIX,
+		    SOCK_DGRAM | SOCK_CLOEXEC |
+			    (wait_ms > 0 ? 0 : SOCK_NONBLOCK),
+		    0);
 	if (fd < 0)
 		return -errno;
+	if (wait_ms > 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
+		rc = -errno;
+		goto close_fd;
+	}
 	sent = sendto(fd, state, strlen(state), MSG_NOSIGNAL,
 		      (struct sockaddr *)&sa, salen);
 	if (sent < 0)
-		rc = -errno;
+		rc = errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	else if ((size_t)sent != strlen(state))
 		rc = -EMSGSIZE;
+close_fd:
 	close(fd);
 	return rc;
 }
@@ -216,21 +274,26 @@ static void status_line(struct vp_service_status *st, char *buf, size_t len)
 			 st->where, nports, guest, host);
 }
 
-/* prefix + line, sent; a failure is told once (the socket will not
- * come back: systemd made it before starting us). */
-static void notify_status(const char *prefix, const char *line)
-{
-	static bool warned;
-	char msg[sizeof(((struct vp_service_status *)0)->last) + 32];
-	int rc;
+/*
+ * How long READY=1 and STOPPING=1 may wait for room at the manager: the
+ * unit's start waits for the first (Type=notify), and neither is sent
+ * from inside the loop.  STATUS= lines never wait: the loop serves the VM.
+ */
+#define NOTIFY_WAIT_MS 5000
 
-	snprintf(msg, sizeof(msg), "%s%s", prefix, line);
-	rc = vp_service_notify(msg);
-	if (rc < 0 && !warned) {
-		vp_warn("NOTIFY_SOCKET=%s: %s", getenv("NOTIFY_SOCKET"),
-			strerror(-rc));
-		warned = true;
-	}
+/* prefix + line, sent; a failure is logged, rate-limited (a busy
+ * manager's full queue comes and goes). */
+static void notify_status(const char *prefix, const char *line, int wait_ms)
+{
+	char msg[sizeof(((struct vp_service_status *)0)->last) + 32];
+	int rc = -EMSGSIZE;
+
+	if (snprintf(msg, sizeof(msg), "%s%s", prefix, line) < (int)sizeof(msg))
+		rc = vp_service_notify(msg, wait_ms);
+	if (rc < 0)
+		vp_warn_rl("NOTIFY_SOCKET=%s: %.*s not sent: %s",
+			   getenv("NOTIFY_SOCKET"), (int)strcspn(prefix, "="),
+			   prefix, strerror(-rc));
 }
 
 static void on_changed(void *opaque)
@@ -241,7 +304,7 @@ static void on_changed(void *opaque)
 	status_line(st, line, sizeof(line));
 	if (strcmp(line, st->last) != 0) {
 		memcpy(st->last, line, sizeof(line));
-		notify_status("STATUS=", line);
+		notify_status("STATUS=", line, 0);
 	}
 }
 
@@ -279,10 +342,11 @@ void vp_service_ready(struct vp_service_status *st)
 {
 	if (st)
 		status_line(st, st->last, sizeof(st->last));
-	notify_status("READY=1\nSTATUS=", st ? st->last : "serving");
+	notify_status("READY=1\nSTATUS=", st ? st->last : "serving",
+		      NOTIFY_WAIT_MS);
 }
 
 void vp_service_stopping(void)
 {
-	notify_status("STOPPING=1", "");
+	notify_status("STOPPING=1", "", NOTIFY_WAIT_MS);
 }

@@ -1347,9 +1347,13 @@ static int ctrl_tx_wait(struct sim *s, struct sim_vq *vq)
 		if (s->backend_fd >= 0)
 			backend_service(s);
 		if (sock_readable(s)) {
+			unsigned nbugs = s->nbugs;
+
 			sock_event(s); /* says why, if it was the end */
 			if (!s->connected)
 				return -ENOTCONN;
+			if (s->nbugs != nbugs) /* an unsolicited message */
+				return -EPROTO;
 		}
 		struct timespec ts = {.tv_nsec = 50000};
 		nanosleep(&ts, NULL);

@@ -109,11 +109,12 @@ class DaemonGoes(RestartTest):
         threading.Timer(0.3, os.kill,
                         (self.d.proc.pid, signal.SIGKILL)).start()
         start = time.monotonic()
-        with self.assertRaises(SimDisconnected) as cm:
+        # Disconnected either way: while it waits (the daemon's socket
+        # closes under it), or, on a slow machine where the kill comes
+        # first, at once ("not connected").
+        with self.assertRaises(SimDisconnected):
             self.sim.close_port(self.nr)
         self.assertLess(time.monotonic() - start, 4.0)
-        self.assertIn("closed the vhost-user connection",
-                      str(cm.exception))
 
 
 class BlockedWriter(RestartTest):

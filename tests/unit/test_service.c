@@ -7,6 +7,7 @@
  * own, by path and in the abstract namespace, as systemd's manager does.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,8 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -45,7 +50,9 @@ static int teardown_fd3(void **state)
 {
 	(void)state;
 	close(3);
+	close(4);
 	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_PIDFDID");
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_FDNAMES");
 	return 0;
@@ -131,25 +138,126 @@ static void test_another_pids_sockets_are_not_ours(void **state)
 	assert_listen_unset();
 }
 
-static void test_variables_that_are_not_numbers_are_einval(void **state)
+static void test_a_listen_fds_that_is_not_a_number_is_einval(void **state)
 {
-	static const char *const bad[][2] = {
-		{NULL, "one"}, {NULL, "-1"}, {NULL, "1x"},
-		{NULL, ""},    {"x", "1"},   {NULL, "99999999999"},
-	};
+	static const char *const bad[] = {"one", "-1", "1x", "", "99999999999"};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		const char *name = NULL;
-		char err[256] = "";
+		char err[256] = "", want[64];
 
-		set_listen(bad[i][0], bad[i][1], NULL);
+		set_listen(NULL, bad[i], NULL);
 		assert_int_equal(
 			vp_service_activated_fd(&name, err, sizeof(err)),
 			-EINVAL);
-		assert_non_null(strstr(err, "LISTEN_FDS="));
+		snprintf(want, sizeof(want), "LISTEN_FDS=%s: not a number",
+			 bad[i]);
+		assert_non_null(strstr(err, want));
 		assert_listen_unset();
 	}
+}
+
+/* Whatever else leaked variables say, they are not ours to judge: a
+ * LISTEN_PID that is not ours (or not a pid) ends it. */
+static void test_another_pids_bad_variables_are_not_ours_either(void **state)
+{
+	const char *name = NULL;
+	char err[256] = "";
+
+	(void)state;
+	set_listen("1", "garbage", NULL);
+	assert_int_equal(vp_service_activated_fd(&name, err, sizeof(err)),
+			 -ENOENT);
+	set_listen("x", "1", NULL);
+	assert_int_equal(vp_service_activated_fd(&name, err, sizeof(err)),
+			 -ENOENT);
+	assert_string_equal(err, "");
+	assert_int_equal(fcntl(3, F_GETFD) & FD_CLOEXEC, 0);
+}
+
+/* systemd 254 on also sets LISTEN_PIDFDID; it goes with the rest. */
+static void test_listen_pidfdid_is_unset_too(void **state)
+{
+	const char *name = NULL;
+	char err[256] = "";
+
+	(void)state;
+	set_listen("1", "1", NULL);
+	assert_int_equal(setenv("LISTEN_PIDFDID", "12345", 1), 0);
+	assert_int_equal(vp_service_activated_fd(&name, err, sizeof(err)),
+			 -ENOENT);
+	assert_null(getenv("LISTEN_PIDFDID"));
+}
+
+/* This process's pidfd inode, or 0 where pidfds have none of their own
+ * (no pidfs: before Linux 6.9). */
+static unsigned long long own_pidfd_id(void)
+{
+	struct statfs sfs;
+	struct stat st;
+	unsigned long long id = 0;
+	int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+
+	if (fd < 0)
+		return 0;
+	if (fstatfs(fd, &sfs) == 0 && sfs.f_type == 0x50494446 /* pidfs */ &&
+	    fstat(fd, &st) == 0)
+		id = (unsigned long long)st.st_ino;
+	close(fd);
+	return id;
+}
+
+/* Our pid, recycled: LISTEN_PIDFDID tells the process that had it from
+ * us.  Where pidfds have no inodes of their own, LISTEN_PID decides. */
+static void test_listen_pidfdid_tells_a_recycled_pid(void **state)
+{
+	unsigned long long id = own_pidfd_id();
+	const char *name = NULL;
+	char err[256] = "", buf[32];
+
+	(void)state;
+	snprintf(buf, sizeof(buf), "%llu", id + 1);
+	set_listen(NULL, "1", NULL);
+	assert_int_equal(setenv("LISTEN_PIDFDID", buf, 1), 0);
+	assert_int_equal(vp_service_activated_fd(&name, err, sizeof(err)),
+			 id ? -ENOENT : 3);
+	assert_int_equal(fcntl(3, F_GETFD) & FD_CLOEXEC, id ? 0 : FD_CLOEXEC);
+	snprintf(buf, sizeof(buf), "%llu", id);
+	set_listen(NULL, "1", NULL);
+	assert_int_equal(setenv("LISTEN_PIDFDID", buf, 1), 0);
+	assert_int_equal(vp_service_activated_fd(&name, err, sizeof(err)), 3);
+	assert_null(getenv("LISTEN_PIDFDID"));
+}
+
+static void test_several_sockets_are_einval_and_closed(void **state)
+{
+	const char *name = NULL;
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(dup2(3, 4), 4);
+	set_listen(NULL, "2", "a:b");
+	assert_int_equal(vp_service_activated_fd(&name, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "passed 2 sockets"));
+	assert_true(fcntl(3, F_GETFD) < 0 && errno == EBADF);
+	assert_true(fcntl(4, F_GETFD) < 0 && errno == EBADF);
+	assert_listen_unset();
+}
+
+static void test_a_name_past_255_bytes_is_no_name(void **state)
+{
+	char names[300];
+	const char *name = NULL;
+	char err[256] = "";
+
+	(void)state;
+	memset(names, 'n', sizeof(names) - 1);
+	names[sizeof(names) - 1] = 0;
+	set_listen(NULL, "1", names);
+	assert_int_equal(vp_service_activated_fd(&name, err, sizeof(err)), 3);
+	assert_string_equal(name, "activated socket");
 }
 
 static void test_a_passed_fd_that_is_not_open_is_einval(void **state)
@@ -158,7 +266,8 @@ static void test_a_passed_fd_that_is_not_open_is_einval(void **state)
 	char err[256] = "";
 
 	(void)state;
-	set_listen(NULL, "2", NULL); /* fd 4 is not open */
+	close(4); /* whatever we inherited there */
+	set_listen(NULL, "2", NULL);
 	assert_int_equal(vp_service_activated_fd(&name, err, sizeof(err)),
 			 -EINVAL);
 	assert_non_null(strstr(err, "fd 4"));
@@ -227,7 +336,7 @@ static void test_notify_reaches_a_path_socket(void **state)
 
 	(void)state;
 	manager_open(&m, false);
-	assert_int_equal(vp_service_notify("READY=1\nSTATUS=serving"), 0);
+	assert_int_equal(vp_service_notify("READY=1\nSTATUS=serving", 0), 0);
 	assert_received(&m, "READY=1\nSTATUS=serving");
 	manager_close(&m);
 }
@@ -238,8 +347,106 @@ static void test_notify_reaches_an_abstract_socket(void **state)
 
 	(void)state;
 	manager_open(&m, true);
-	assert_int_equal(vp_service_notify("STOPPING=1"), 0);
+	assert_int_equal(vp_service_notify("STOPPING=1", 0), 0);
 	assert_received(&m, "STOPPING=1");
+	manager_close(&m);
+}
+
+/* The longest path sun_path holds with its NUL is 107 bytes. */
+static void test_notify_path_length_limit(void **state)
+{
+	char dir[] = "/tmp/test_service.XXXXXX";
+	char path[128];
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/%0*d", dir,
+		 (int)(107 - strlen(dir) - 1), 0);
+	assert_int_equal(strlen(path), 107);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setenv("NOTIFY_SOCKET", path, 1);
+	assert_int_equal(vp_service_notify("READY=1", 0), 0);
+	path[107] = 'x';
+	path[108] = 0;
+	setenv("NOTIFY_SOCKET", path, 1);
+	assert_int_equal(vp_service_notify("READY=1", 0), -ENAMETOOLONG);
+	unsetenv("NOTIFY_SOCKET");
+	close(fd);
+	path[107] = 0;
+	unlink(path);
+	rmdir(dir);
+}
+
+/* Fill the manager's queue; how many datagrams that took. */
+static unsigned fill_queue(void)
+{
+	unsigned n = 0;
+
+	while (vp_service_notify("STATUS=filler", 0) == 0)
+		n++;
+	return n;
+}
+
+/* A full queue: a notification that may not wait is -EAGAIN at once... */
+static void test_notify_to_a_full_queue_without_waiting_is_eagain(void **state)
+{
+	struct manager m;
+
+	(void)state;
+	manager_open(&m, true);
+	assert_true(fill_queue() > 0);
+	assert_int_equal(vp_service_notify("STATUS=x", 0), -EAGAIN);
+	manager_close(&m);
+}
+
+/* ...one that may wait gets through when room comes... */
+static void *drain_later(void *arg)
+{
+	struct manager *m = arg;
+	char buf[64];
+
+	usleep(200 * 1000);
+	while (recv(m->fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+		;
+	return NULL;
+}
+
+static void test_notify_that_may_wait_gets_through_once_room_comes(void **state)
+{
+	struct manager m;
+	pthread_t t;
+
+	(void)state;
+	manager_open(&m, true);
+	fill_queue();
+	assert_int_equal(pthread_create(&t, NULL, drain_later, &m), 0);
+	assert_int_equal(vp_service_notify("READY=1", 5000), 0);
+	pthread_join(t, NULL);
+	assert_received(&m, "READY=1");
+	manager_close(&m);
+}
+
+/* ...and gives up after its bound when none does. */
+static void test_notify_that_may_wait_gives_up_after_its_bound(void **state)
+{
+	struct manager m;
+	struct timespec a, b;
+	double ms;
+
+	(void)state;
+	manager_open(&m, true);
+	fill_queue();
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	assert_int_equal(vp_service_notify("READY=1", 100), -EAGAIN);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	ms = (double)(b.tv_sec - a.tv_sec) * 1e3 +
+	     (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+	assert_true(ms >= 90);
 	manager_close(&m);
 }
 
@@ -247,9 +454,9 @@ static void test_notify_without_a_manager_is_a_quiet_no_op(void **state)
 {
 	(void)state;
 	unsetenv("NOTIFY_SOCKET");
-	assert_int_equal(vp_service_notify("READY=1"), 0);
+	assert_int_equal(vp_service_notify("READY=1", 0), 0);
 	setenv("NOTIFY_SOCKET", "", 1);
-	assert_int_equal(vp_service_notify("READY=1"), 0);
+	assert_int_equal(vp_service_notify("READY=1", 0), 0);
 	unsetenv("NOTIFY_SOCKET");
 }
 
@@ -261,18 +468,18 @@ static void test_notify_to_a_bad_address_says_why(void **state)
 
 	(void)state;
 	setenv("NOTIFY_SOCKET", "vsock:2:1234", 1);
-	assert_int_equal(vp_service_notify("READY=1"), -EAFNOSUPPORT);
+	assert_int_equal(vp_service_notify("READY=1", 0), -EAFNOSUPPORT);
 	setenv("NOTIFY_SOCKET", "relative/notify", 1);
-	assert_int_equal(vp_service_notify("READY=1"), -EAFNOSUPPORT);
+	assert_int_equal(vp_service_notify("READY=1", 0), -EAFNOSUPPORT);
 	memset(longpath, 'a', sizeof(longpath) - 1);
 	longpath[0] = '/';
 	longpath[sizeof(longpath) - 1] = 0;
 	setenv("NOTIFY_SOCKET", longpath, 1);
-	assert_int_equal(vp_service_notify("READY=1"), -ENAMETOOLONG);
+	assert_int_equal(vp_service_notify("READY=1", 0), -ENAMETOOLONG);
 	assert_non_null(mkdtemp(dir));
 	snprintf(gone, sizeof(gone), "%s/nobody", dir);
 	setenv("NOTIFY_SOCKET", gone, 1);
-	assert_int_equal(vp_service_notify("READY=1"), -ENOENT);
+	assert_int_equal(vp_service_notify("READY=1", 0), -ENOENT);
 	rmdir(dir);
 	unsetenv("NOTIFY_SOCKET");
 }
@@ -286,10 +493,22 @@ int main(void)
 		FD3(test_an_unnamed_socket_is_called_activated_socket),
 		FD3(test_nothing_passed_is_enoent),
 		FD3(test_another_pids_sockets_are_not_ours),
-		FD3(test_variables_that_are_not_numbers_are_einval),
+		FD3(test_a_listen_fds_that_is_not_a_number_is_einval),
+		FD3(test_another_pids_bad_variables_are_not_ours_either),
+		FD3(test_listen_pidfdid_is_unset_too),
+		FD3(test_listen_pidfdid_tells_a_recycled_pid),
+		FD3(test_several_sockets_are_einval_and_closed),
+		FD3(test_a_name_past_255_bytes_is_no_name),
 		FD3(test_a_passed_fd_that_is_not_open_is_einval),
 		cmocka_unit_test(test_notify_reaches_a_path_socket),
 		cmocka_unit_test(test_notify_reaches_an_abstract_socket),
+		cmocka_unit_test(test_notify_path_length_limit),
+		cmocka_unit_test(
+			test_notify_to_a_full_queue_without_waiting_is_eagain),
+		cmocka_unit_test(
+			test_notify_that_may_wait_gets_through_once_room_comes),
+		cmocka_unit_test(
+			test_notify_that_may_wait_gives_up_after_its_bound),
 		cmocka_unit_test(
 			test_notify_without_a_manager_is_a_quiet_no_op),
 		cmocka_unit_test(test_notify_to_a_bad_address_says_why),
