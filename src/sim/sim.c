@@ -1318,10 +1318,11 @@ static bool sock_readable(const struct sim *s)
 }
 
 /* Spin until the daemon returns a control-tx buffer, as Linux's
- * __send_control_msg does.  Its spin also ends when the device goes
- * (virtqueue_is_broken: UML marks every queue broken when the backend's
- * socket closes), so a daemon that exited is "disconnected", not a device
- * that kept the buffer. */
+ * __send_control_msg does.  Its spin also ends when the device is broken
+ * (virtqueue_is_broken), which recent UML kernels do when the backend's
+ * socket closes (virtio_uml's vu_conn_broken calls virtio_break_device):
+ * a daemon that exited is "disconnected", not a device that kept the
+ * buffer. */
 static int ctrl_tx_wait(struct sim *s, struct sim_vq *vq)
 {
 	int64_t deadline = now_ms() + s->o.ctrl_timeout_ms;
