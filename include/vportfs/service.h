@@ -18,9 +18,10 @@ struct hub;
  * LISTEN_PIDFDID, LISTEN_FDS, LISTEN_FDNAMES), made close-on-exec.  The
  * variables are unset on every return, so that nothing we start inherits
  * them.  Returns the fd (3; we own it), or:
- *  -ENOENT   none for this process: no LISTEN_PID, one naming another
- *            process (a parent's, leaked: its fds are left alone, whatever
- *            LISTEN_FDS says), or LISTEN_FDS=0;
+ *  -ENOENT   none for this process: no LISTEN_PID or LISTEN_FDS, a
+ *            LISTEN_PID naming another process (a parent's, leaked: its
+ *            fds are left alone, whatever LISTEN_FDS says), or
+ *            LISTEN_FDS=0;
  *  -EINVAL   with one line in err: LISTEN_FDS not a number, a passed fd
  *            not open, or more than one socket (a vportfs instance serves
  *            one VM: vportfs@.socket has one ListenStream=; they are

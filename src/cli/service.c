@@ -114,14 +114,15 @@ int vp_service_activated_fd(const char **name, char *err, size_t errlen)
 
 	/* For this process or for none: a parent's variables leaked to us
 	 * describe its fds, not ours, whatever else they say. */
-	if (!pid_s || parse_count(pid_s, LONG_MAX) != (long)getpid() ||
+	if (!pid_s || !fds_s ||
+	    parse_count(pid_s, LONG_MAX) != (long)getpid() ||
 	    !pidfd_id_is_ours(getenv("LISTEN_PIDFDID")))
 		goto unset;
 	n = parse_count(fds_s, INT_MAX - LISTEN_FDS_START);
 	if (n < 0) {
 		snprintf(err, errlen,
 			 "socket activation: LISTEN_FDS=%s: not a number",
-			 fds_s ? fds_s : "(unset)");
+			 fds_s);
 		rc = -EINVAL;
 		goto unset;
 	}

@@ -119,6 +119,11 @@ static void test_nothing_passed_is_enoent(void **state)
 	set_listen(NULL, "0", NULL);
 	assert_int_equal(vp_service_activated_fd(&name, err, sizeof(err)),
 			 -ENOENT);
+	set_listen(NULL, "1", NULL); /* LISTEN_PID alone */
+	unsetenv("LISTEN_FDS");
+	assert_int_equal(vp_service_activated_fd(&name, err, sizeof(err)),
+			 -ENOENT);
+	assert_string_equal(err, "");
 	assert_null(name);
 	assert_listen_unset();
 }
