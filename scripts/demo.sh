@@ -9,7 +9,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 once=false
-[ "${1:-}" = --once ] && once=true
+case $# in
+0) ;;
+1) case $1 in
+	--once) once=true ;;
+	-h | --help)
+		sed -n '2,7s/^# \{0,1\}//p' "$0"
+		exit 0
+		;;
+	*)
+		echo "demo: unknown argument '$1' (--once, --help)" >&2
+		exit 2
+		;;
+	esac ;;
+*)
+	echo "demo: one argument at most (--once, --help)" >&2
+	exit 2
+	;;
+esac
 
 scripts/install-deps.sh
 build=${VPORTFS_BUILD:-$root/build}

@@ -428,7 +428,10 @@ watchdog_pid=
 # The last lines that say something: a panic's call trace (" [<addr>] ...")
 # would push the reason off the end.
 console_tail() {
-	echo "uml-run: $1; last console lines ($console_log):" >&2
+	# Name the log only if it outlives us (ours goes at exit unless --keep).
+	local where=$console_log
+	[ "$default_log" = 0 ] || [ "$keep" = 1 ] || where="--keep keeps the whole log"
+	echo "uml-run: $1; last console lines ($where):" >&2
 	{
 		grep -a -o -m1 'uml-xstate: .*' -- "$console_log" 2>/dev/null || true
 		grep -a -v -E '^ *\[<[0-9a-f]+>\]|uml-xstate: ' -- "$console_log" 2>/dev/null | tail -n 20 || true

@@ -266,6 +266,8 @@ class HelpVersion(CliTest):
                         "--log-level"):
                 self.assertIn(opt, out, "%s does not mention %s" %
                               (flag, opt))
+            # Where an unnumbered port goes (a new user asked why not 0).
+            self.assertIn("lowest free, 0 only for a console", out)
 
     def test_version(self):
         for flag in ("--version", "-V"):

@@ -129,3 +129,28 @@ class ExampleTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DemoArguments(unittest.TestCase):
+    """scripts/demo.sh takes --once or --help; anything else is refused
+    before it installs, builds or boots anything (it used to be ignored,
+    and the demo ran until Ctrl-C)."""
+
+    DEMO = os.path.join(ROOT, "scripts", "demo.sh")
+
+    def run_demo(self, *args):
+        return subprocess.run([self.DEMO, *args], capture_output=True,
+                              text=True, timeout=20)
+
+    def test_help_prints_the_usage(self):
+        p = self.run_demo("--help")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("scripts/demo.sh --once", p.stdout)
+        self.assertNotIn("building", p.stdout)
+
+    def test_an_unknown_argument_is_refused(self):
+        for args in (["--bogus"], ["--once", "extra"]):
+            p = self.run_demo(*args)
+            self.assertEqual(p.returncode, 2, (args, p.stdout, p.stderr))
+            self.assertIn("demo:", p.stderr)
+            self.assertNotIn("building", p.stdout)
