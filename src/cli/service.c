@@ -52,24 +52,15 @@ static long parse_count(const char *s, long max)
 }
 
 /*
- * The n-th colon-separated name of LISTEN_FDNAMES into buf, or "" when
+ * The first colon-separated name of LISTEN_FDNAMES into buf, or "" when
  * there is none (systemd names unnamed sockets "unknown"); false if it
  * does not fit.
  */
-static bool fd_name(const char *names, unsigned n, char *buf, size_t len)
+static bool first_fd_name(const char *names, char *buf, size_t len)
 {
 	const char *p = names ? names : "";
-	size_t k;
+	size_t k = strcspn(p, ":");
 
-	buf[0] = 0;
-	for (; n > 0 && p; n--) {
-		p = strchr(p, ':');
-		if (p)
-			p++;
-	}
-	if (!p)
-		return true;
-	k = strcspn(p, ":");
 	if (k >= len)
 		return false;
 	memcpy(buf, p, k);
@@ -153,7 +144,7 @@ int vp_service_activated_fd(const char **name, char *err, size_t errlen)
 	}
 	/* systemd caps a name at 255 bytes: one that does not fit is no
 	 * name of its. */
-	if (!fd_name(names, 0, name_buf, sizeof(name_buf)) || !name_buf[0] ||
+	if (!first_fd_name(names, name_buf, sizeof(name_buf)) || !name_buf[0] ||
 	    !strcmp(name_buf, "unknown"))
 		snprintf(name_buf, sizeof(name_buf), "activated socket");
 	*name = name_buf;

@@ -127,10 +127,6 @@ class ExampleTest(unittest.TestCase):
                    what="the daemon to unmount")
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class DemoArguments(unittest.TestCase):
     """scripts/demo.sh takes --once or --help; anything else is refused
     before it installs, builds or boots anything (it used to be ignored,
@@ -154,3 +150,7 @@ class DemoArguments(unittest.TestCase):
             self.assertEqual(p.returncode, 2, (args, p.stdout, p.stderr))
             self.assertIn("demo:", p.stderr)
             self.assertNotIn("building", p.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
